@@ -1,0 +1,301 @@
+"""The Respan API client: one pooled HTTP client, every HTTP outcome mapped once.
+
+Every failure becomes a `RespanError` whose message is a sentence an agent can
+act on. Nothing here ever puts the API key in a message, a log line or a repr.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import re
+import time
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import httpx2
+
+from respan_mcp.config import Config
+
+logger = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+MAX_MESSAGE = 300
+KEY_HELP = "set RESPAN_API_KEY to an API key from the Respan dashboard (or run `respan login`)"
+
+
+def package_version() -> str:
+    try:
+        return version("respan-mcp")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+class RespanError(Exception):
+    """Base of every failure talking to Respan; `str()` is the message for the agent."""
+
+    status: int | None = None
+    retryable: bool = False
+    retry_after: float | None = None
+
+
+class MissingAPIKeyError(RespanError):
+    def __init__(self) -> None:
+        super().__init__(f"No Respan API key is configured: {KEY_HELP}. Nothing was sent.")
+
+
+class APIStatusError(RespanError):
+    """The API answered with an error status."""
+
+    def __init__(self, message: str, status: int, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+        self.retryable = status in RETRY_STATUSES
+
+
+class BadRequestError(APIStatusError):
+    """400/422: the API refused the fields; its own messages are passed on."""
+
+
+class AuthenticationError(APIStatusError):
+    """401/403: the key is missing, wrong or not allowed."""
+
+
+class NotFoundError(APIStatusError):
+    """404: the log, score or evaluator does not exist."""
+
+
+class RateLimitError(APIStatusError):
+    """429: over the organisation's requests per minute."""
+
+
+class ServerError(APIStatusError):
+    """5xx, or an answer that is not the API's JSON."""
+
+
+class APIConnectionError(RespanError):
+    retryable = True
+
+
+class APITimeoutError(RespanError):
+    """The request was sent but no answer came in time: the write may or may not have happened."""
+
+
+def path_segment(value: str) -> str:
+    """Percent-encode one path segment so an id like `../x` or `a/b` can never leave its route."""
+    segment = quote(value, safe="")
+    return segment.replace(".", "%2E") if segment in (".", "..") else segment
+
+
+def api_message(response: httpx2.Response) -> str:
+    """The API's own words from an error body (DRF `detail`, field lists, `error`), or a short summary."""
+    try:
+        body = response.json()
+    except ValueError:
+        return _summarise_text(response.text) or response.reason_phrase
+    if isinstance(body, dict):
+        parts: list[str] = []
+        if isinstance(body.get("detail"), str) and body["detail"] != "Validation error":
+            parts.append(body["detail"])
+        if isinstance(body.get("error"), str):
+            parts.append(body["error"])
+        fields = body.get("errors") if isinstance(body.get("errors"), dict) else body
+        for name, messages in fields.items():
+            if name in ("detail", "error", "retry_after"):
+                continue
+            if isinstance(messages, list):
+                messages = " ".join(str(m) for m in messages)
+            prefix = "" if name == "non_field_errors" else f"{name}: "
+            parts.append(f"{prefix}{messages}")
+        if parts:
+            return _clip("; ".join(parts))
+    return _clip(json.dumps(body))
+
+
+def _summarise_text(text: str) -> str:
+    """One short line from an HTML or text body (a proxy's error page), never the whole page."""
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
+    text = title.group(1) if title else re.sub(r"<(script|style)\b.*?</\1>", " ", text, flags=re.I | re.S)
+    text = re.sub(r"<[^>]+>", " ", text)
+    return _clip(" ".join(text.split()))
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
+def _retry_after(response: httpx2.Response) -> float | None:
+    """Seconds the API asked us to wait: the `Retry-After` header or the body's `retry_after`."""
+    header = response.headers.get("retry-after")
+    if header:
+        try:
+            return max(0.0, float(header))
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(header) if header else None
+            if parsed is not None:
+                return max(0.0, parsed.timestamp() - time.time())
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    value = body.get("retry_after") if isinstance(body, dict) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def error_from_response(response: httpx2.Response, not_found: str) -> APIStatusError:
+    """Map an error answer to its class and a message that says what to do next."""
+    status = response.status_code
+    detail = api_message(response)
+    said = f"{status} {response.reason_phrase}: {detail}" if detail else f"{status} {response.reason_phrase}"
+    if status in (400, 422):
+        return BadRequestError(f"Respan refused the request ({said}). Correct the fields named and call again.", status)
+    if status == 401:
+        return AuthenticationError(f"Respan rejected the API key ({said}): {KEY_HELP}.", status)
+    if status == 403:
+        return AuthenticationError(f"The API key is not allowed to do this ({said}).", status)
+    if status == 404:
+        return NotFoundError(f"Respan found nothing there ({said}): {not_found}.", status)
+    if status == 429:
+        wait = _retry_after(response)
+        when = f"retry after {wait:.0f} s" if wait is not None else "retry in a minute"
+        return RateLimitError(
+            f"Respan's rate limit was reached (429; 60 requests a minute per organisation): {when}.",
+            status,
+            retry_after=wait,
+        )
+    if status >= 500:
+        return ServerError(
+            f"The Respan API failed ({said}). Nothing needs changing on your side; retrying later is safe.",
+            status,
+            retry_after=_retry_after(response),
+        )
+    return APIStatusError(f"Respan answered {said}.", status)
+
+
+class RespanClient:
+    """The Respan score API over one pooled `httpx2.AsyncClient`, shared for the server's life.
+
+    A per-call `api_key` (a caller's own key, over HTTP) wins over the configured one.
+    Writes are retried only where it is safe: both are idempotent (the upsert is
+    keyed by log, evaluator and scorer; PATCH sets values).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        max_retry_wait: float = 20.0,
+    ) -> None:
+        self.config = config
+        self.max_retry_wait = max_retry_wait
+        self._http = httpx2.AsyncClient(
+            base_url=config.api_url,
+            headers={"User-Agent": f"respan-mcp/{package_version()}", "Accept": "application/json"},
+            timeout=httpx2.Timeout(config.timeout, connect=min(config.timeout, 10.0)),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._http.is_closed
+
+    async def upsert_log_score(self, log_id: str, body: dict[str, Any], *, api_key: str | None = None) -> Any:
+        evaluator = "evaluator_id" if "evaluator_id" in body else "evaluator_slug"
+        return await self.request(
+            "POST",
+            f"/logs/{path_segment(log_id)}/scores/",
+            json=body,
+            api_key=api_key,
+            not_found=f"check that log_id '{log_id}' is a log in this Respan project (and the {evaluator})",
+        )
+
+    async def update_score(self, score_id: str, body: dict[str, Any], *, api_key: str | None = None) -> Any:
+        return await self.request(
+            "PATCH",
+            f"/scores/{path_segment(score_id)}/",
+            json=body,
+            api_key=api_key,
+            not_found=f"no score has id '{score_id}'; use the id a score write returned",
+        )
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        api_key: str | None = None,
+        not_found: str = "check the id",
+        max_retries: int | None = None,
+    ) -> Any:
+        """Send one API request, retrying connection errors, 429 and 502-504 with backoff."""
+        key = api_key or self.config.api_key
+        if not key:
+            raise MissingAPIKeyError()
+        retries = self.config.max_retries if max_retries is None else max_retries
+        headers = {"Authorization": f"Bearer {key}"}
+        attempt = 0
+        while True:
+            error = await self._attempt(method, path, json, params, headers, not_found)
+            if not isinstance(error, RespanError):
+                return error
+            if not error.retryable or attempt >= retries:
+                raise error
+            delay = error.retry_after if error.retry_after is not None else _backoff(attempt)
+            if delay > self.max_retry_wait:
+                raise error  # its message already says when to retry
+            logger.warning("Respan %s %s failed (%s); retry %d in %.1f s", method, path, error.status, attempt + 1, delay)
+            await anyio.sleep(delay)
+            attempt += 1
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        params: dict[str, Any] | None,
+        headers: dict[str, str],
+        not_found: str,
+    ) -> Any:
+        """One try: the parsed answer, or the RespanError it came to (returned, so the caller decides)."""
+        try:
+            response = await self._http.request(method, path, json=body, params=params, headers=headers)
+        except httpx2.ConnectTimeout:
+            return APIConnectionError(f"Could not connect to the Respan API at {self.config.base_url} in time.")
+        except httpx2.TimeoutException:
+            return APITimeoutError(
+                f"The Respan API did not answer within {self.config.timeout:g} s; the score may or may not have "
+                "been written. Calling again is safe: writes are idempotent."
+            )
+        except httpx2.TransportError as exc:
+            return APIConnectionError(
+                f"Could not reach the Respan API at {self.config.base_url} ({type(exc).__name__}); "
+                "check RESPAN_BASE_URL and the network."
+            )
+        if response.is_success:
+            if not response.content:
+                return None
+            try:
+                return response.json()
+            except ValueError:
+                return ServerError(
+                    f"The Respan API answered {response.status_code} with something that is not JSON "
+                    f"({_summarise_text(response.text)}); check RESPAN_BASE_URL.",
+                    response.status_code,
+                )
+        return error_from_response(response, not_found)
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential backoff with jitter: about 0.25 s, 0.5 s, 1 s, ..."""
+    return 0.25 * (2**attempt) * random.uniform(0.5, 1.5)

@@ -1,0 +1,169 @@
+"""The tools as an agent sees them, in-process through the SDK's own Client."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import Client
+
+from respan_mcp.config import Config
+from respan_mcp.models import VALUE_FIELD_FOR_TYPE, VALUE_FIELDS
+from respan_mcp.server import build_server
+from tests.test_models import VALUES, assert_flat
+
+pytestmark = pytest.mark.anyio
+
+
+KEY = "sk-canary-server-51c2"
+SCORE = {"id": "score_1", "created_at": "2026-11-24T00:00:00Z", "numerical_value": 4.0, "boolean_value": None}
+
+
+class FakeTransport(httpx2.MockTransport):
+    def __init__(self, status: int = 201, body: Any = SCORE) -> None:
+        self.requests: list[httpx2.Request] = []
+        self.status, self.body = status, body
+        super().__init__(self._answer)
+
+    def _answer(self, request: httpx2.Request) -> httpx2.Response:
+        self.requests.append(request)
+        return httpx2.Response(self.status, json=self.body)
+
+
+@pytest.fixture
+def api() -> FakeTransport:
+    return FakeTransport()
+
+
+@pytest.fixture
+async def client(api: FakeTransport):
+    async with Client(build_server(Config(api_key=KEY), transport=api)) as connected:
+        yield connected
+
+
+async def test_lists_both_tools_with_titles_annotations_and_flat_schemas(client: Client) -> None:
+    tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert set(tools) == {"upsert_log_score", "update_score"}
+    for tool in tools.values():
+        assert tool.title and tool.description
+        assert tool.annotations.idempotent_hint is True
+        assert tool.annotations.destructive_hint is False
+        assert tool.annotations.open_world_hint is True
+        assert tool.annotations.read_only_hint is False
+        assert_flat(tool.input_schema)
+        assert_flat(tool.output_schema)
+        assert "score_value_type" in tool.input_schema["properties"]
+    assert tools["upsert_log_score"].input_schema["required"] == ["log_id"]
+    assert tools["update_score"].input_schema["required"] == ["score_id"]
+
+
+async def test_upsert_reaches_api_and_returns_structured_score(client: Client, api: FakeTransport) -> None:
+    result = await client.call_tool(
+        "upsert_log_score", {"log_id": "log-1", "evaluator_slug": "quality", "numerical_value": 4}
+    )
+    assert not result.is_error
+    assert result.structured_content == {"id": "score_1", "created_at": "2026-11-24T00:00:00Z", "numerical_value": 4.0}
+    assert json.loads(result.content[0].text)["id"] == "score_1"
+    (request,) = api.requests
+    assert (request.method, request.url.raw_path) == ("POST", b"/api/logs/log-1/scores/")
+    assert request.headers["authorization"] == f"Bearer {KEY}"
+    assert json.loads(request.content) == {"evaluator_slug": "quality", "numerical_value": 4.0}
+
+
+async def test_update_sends_only_the_value(client: Client, api: FakeTransport) -> None:
+    result = await client.call_tool("update_score", {"score_id": "score_1", "score_value_type": "boolean", "boolean_value": False})
+    assert not result.is_error
+    (request,) = api.requests
+    assert (request.method, request.url.raw_path) == ("PATCH", b"/api/scores/score_1/")
+    assert json.loads(request.content) == {"boolean_value": False}
+
+
+WRONG_PAIRINGS = [
+    (value_type, expected, wrong)
+    for value_type, expected in sorted(VALUE_FIELD_FOR_TYPE.items())
+    for wrong in VALUE_FIELDS
+    if wrong != expected
+]
+
+
+@pytest.mark.parametrize("tool", ["upsert_log_score", "update_score"])
+@pytest.mark.parametrize("value_type, expected, wrong", WRONG_PAIRINGS)
+async def test_wrong_pairing_sends_no_request(
+    client: Client, api: FakeTransport, tool: str, value_type: str, expected: str, wrong: str
+) -> None:
+    target = {"log_id": "log-1", "evaluator_slug": "q"} if tool == "upsert_log_score" else {"score_id": "s1"}
+    result = await client.call_tool(tool, target | {"score_value_type": value_type, wrong: VALUES[wrong]})
+    assert result.is_error
+    assert f"score_value_type '{value_type}' takes {expected}, not {wrong}" in result.content[0].text
+    assert "Nothing was sent" in result.content[0].text
+    assert api.requests == []
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({}, "no score value given"),
+        ({"numerical_value": 1, "string_value": "x"}, "exactly one value field"),
+        ({"numerical_value": "abc"}, "numerical_value: input should be a valid number"),
+        ({"numerical_value": 1, "colour": "red"}, "colour is not an argument"),
+        ({"categorical_value": [], "score_value_type": "multi_select"}, "at least one choice"),
+        ({"json_value": "{oops", "score_value_type": "json"}, "valid JSON text"),
+        ({"numerical_value": 1, "evaluator_id": "evl_1"}, "exactly one of evaluator_id or evaluator_slug"),
+        ({"numerical_value": 1, "log_id": ""}, "log_id"),
+    ],
+)
+async def test_invalid_arguments_are_tool_errors_and_send_nothing(
+    client: Client, api: FakeTransport, arguments: dict, message: str
+) -> None:
+    result = await client.call_tool("upsert_log_score", {"log_id": "log-1", "evaluator_slug": "q"} | arguments)
+    assert result.is_error and message in result.content[0].text
+    assert "pydantic" not in result.content[0].text
+    assert api.requests == []
+
+
+async def test_arrays_and_objects_sent_as_json_text_are_accepted(client: Client, api: FakeTransport) -> None:
+    result = await client.call_tool(
+        "upsert_log_score",
+        {"log_id": "l", "evaluator_slug": "q", "score_value_type": "single_select", "categorical_value": '["good"]'},
+    )
+    assert not result.is_error, result.content
+    assert json.loads(api.requests[-1].content)["categorical_value"] == ["good"]
+    result = await client.call_tool("upsert_log_score", {"log_id": "l", "evaluator_slug": "q", "json_value": '{"a": 1}'})
+    assert not result.is_error
+    assert json.loads(json.loads(api.requests[-1].content)["json_value"]) == {"a": 1}
+
+
+async def test_explicit_nulls_for_optional_fields_are_fine(client: Client, api: FakeTransport) -> None:
+    result = await client.call_tool(
+        "upsert_log_score",
+        {"log_id": "l", "evaluator_slug": "q", "evaluator_id": None, "boolean_value": True, "numerical_value": None},
+    )
+    assert not result.is_error, result.content
+    assert json.loads(api.requests[0].content) == {"evaluator_slug": "q", "boolean_value": True}
+
+
+@pytest.mark.parametrize(
+    "status, body, message",
+    [
+        (404, {"detail": "Log not found."}, "Log not found"),
+        (401, {"detail": "Invalid API key."}, "rejected the API key"),
+        (400, {"numerical_value": ["Ensure this value is less than or equal to 5."]}, "numerical_value: Ensure"),
+    ],
+)
+async def test_api_errors_are_clear_tool_errors(status: int, body: dict, message: str) -> None:
+    api = FakeTransport(status, body)
+    async with Client(build_server(Config(api_key=KEY), transport=api)) as client:
+        result = await client.call_tool("upsert_log_score", {"log_id": "l", "evaluator_slug": "q", "numerical_value": 9})
+    assert result.is_error and message in result.content[0].text
+    assert KEY not in result.content[0].text
+    assert len(api.requests) == 1
+
+
+async def test_without_a_key_tools_list_and_calls_explain(api: FakeTransport) -> None:
+    async with Client(build_server(Config(api_key=None), transport=api)) as client:
+        assert len((await client.list_tools()).tools) == 2
+        result = await client.call_tool("upsert_log_score", {"log_id": "l", "evaluator_slug": "q", "numerical_value": 1})
+    assert result.is_error and "RESPAN_API_KEY" in result.content[0].text
+    assert api.requests == []
