@@ -62,6 +62,14 @@ class ServerState:
             self._client = RespanClient(self.config, transport=self._transport)
         return self._client
 
+    async def checked_body(self, write: LogScoreWrite | ScoreUpdate, api_key: str | None) -> dict[str, Any]:
+        """The request body for a write, after every check that can be made before sending.
+
+        Single and batch writes both come through here, so a rule added here holds for both.
+        Raises ScoreValueError with a message that says what to send instead.
+        """
+        return write.request_body()
+
     @asynccontextmanager
     async def lifespan(self, _server: MCPServer[Any]) -> AsyncIterator[ServerState]:
         self._users += 1
@@ -88,13 +96,15 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
 
     async def upsert_log_score(ctx: Context, **arguments: Any) -> Score:
         write = _validated(LogScoreWrite, arguments)
-        body = _checked(write.request_body)
-        return await _forward(state.client.upsert_log_score(write.log_id, body, api_key=caller_key(ctx)))
+        key = caller_key(ctx)
+        body = await _checked(state.checked_body(write, key))
+        return await _forward(state.client.upsert_log_score(write.log_id, body, api_key=key))
 
     async def update_score(ctx: Context, **arguments: Any) -> Score:
         update = _validated(ScoreUpdate, arguments)
-        body = _checked(update.request_body)
-        return await _forward(state.client.update_score(update.score_id, body, api_key=caller_key(ctx)))
+        key = caller_key(ctx)
+        body = await _checked(state.checked_body(update, key))
+        return await _forward(state.client.update_score(update.score_id, body, api_key=key))
 
     tools = [
         _tool(
@@ -138,9 +148,9 @@ def _validated(model: type[ModelT], arguments: dict[str, Any]) -> ModelT:
         raise ToolError(f"{describe_invalid(exc, model)}. Nothing was sent.") from None
 
 
-def _checked(build_body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+async def _checked(body: Awaitable[dict[str, Any]]) -> dict[str, Any]:
     try:
-        return build_body()
+        return await body
     except ScoreValueError as exc:
         raise ToolError(f"{exc}. Nothing was sent.") from None
 

@@ -1,9 +1,98 @@
-"""Async tests run on anyio's pytest plugin (mark a module with `pytestmark = pytest.mark.anyio`):
-fixtures and test share one task, as the SDK's cancel scopes need."""
+"""Shared fixtures: the loopback Respan stand-in and the installed server started as a subprocess.
+
+Async tests run on anyio's pytest plugin (mark a module with `pytestmark = pytest.mark.anyio`):
+fixtures and test share one task, as the SDK's cancel scopes need.
+"""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+from contextlib import contextmanager
+from pathlib import Path
+
 import pytest
+
+if TYPE_CHECKING:
+    from tests.fake_api import FakeRespan, RunningFakeRespan
+
+API_KEY = "test-key"
+LOG_ID = "log-1"
+
+
+def console_script() -> str:
+    """The installed `respan-mcp`, next to this interpreter: the tests exercise the real install."""
+    script = Path(sys.executable).with_name("respan-mcp")
+    if not script.exists():
+        raise RuntimeError(f"{script} is missing: install the project (pip install '.[test]') first")
+    return str(script)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_env(api_url: str, **extra: str) -> dict[str, str]:
+    """A minimal environment, as MCP hosts give their servers."""
+    env = {"PATH": os.environ.get("PATH", ""), "RESPAN_API_KEY": API_KEY, "RESPAN_BASE_URL": api_url}
+    return env | extra
+
+
+@pytest.fixture
+def fake() -> FakeRespan:
+    from tests.fake_api import FakeRespan
+
+    fake = FakeRespan(api_keys=(API_KEY,))
+    fake.add_log(LOG_ID)
+    return fake
+
+
+@pytest.fixture
+def api(fake: FakeRespan) -> Iterator[RunningFakeRespan]:
+    from tests.fake_api import RunningFakeRespan
+
+    with RunningFakeRespan(fake) as running:
+        yield running
+
+
+@contextmanager
+def http_server(*args: str, env: dict[str, str], port: int | None = None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """Start `respan-mcp` on an HTTP transport and wait until it accepts connections."""
+    port = port or free_port()
+    process = subprocess.Popen(
+        [console_script(), *args, "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"respan-mcp exited: {process.stderr.read().decode()}")  # type: ignore[union-attr]
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield port, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture
