@@ -12,14 +12,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-if TYPE_CHECKING:
-    from tests.fake_api import FakeRespan, RunningFakeRespan
+from tests.fake_api import FakeRespan, RunningFakeRespan
 
 API_KEY = "test-key"
 LOG_ID = "log-1"
@@ -47,8 +45,6 @@ def server_env(api_url: str, **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def fake() -> FakeRespan:
-    from tests.fake_api import FakeRespan
-
     fake = FakeRespan(api_keys=(API_KEY,))
     fake.add_log(LOG_ID)
     return fake
@@ -56,8 +52,6 @@ def fake() -> FakeRespan:
 
 @pytest.fixture
 def api(fake: FakeRespan) -> Iterator[RunningFakeRespan]:
-    from tests.fake_api import RunningFakeRespan
-
     with RunningFakeRespan(fake) as running:
         yield running
 
