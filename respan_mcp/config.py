@@ -21,6 +21,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "RESPAN_TIMEOUT": "Seconds to wait for the API on each request (default 30).",
     "RESPAN_MAX_RETRIES": "Retries of a write after a connection error, 429, 502, 503 or 504 (default 3).",
     "RESPAN_LOG_LEVEL": "Log level on stderr: DEBUG, INFO, WARNING, ERROR (default WARNING).",
+    "RESPAN_EVALUATOR_TTL": "Seconds an evaluator's description is cached for checking scores (default 300).",
 }
 
 
@@ -39,6 +40,7 @@ class Config:
     timeout: float = 30.0
     max_retries: int = 3
     log_level: str = "WARNING"
+    evaluator_ttl: float = 300.0
 
     @property
     def api_url(self) -> str:
@@ -58,6 +60,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         timeout=_number(env, "RESPAN_TIMEOUT", 30.0, float),
         max_retries=_number(env, "RESPAN_MAX_RETRIES", 3, int),
         log_level=(env.get("RESPAN_LOG_LEVEL") or "WARNING").upper(),
+        evaluator_ttl=_number(env, "RESPAN_EVALUATOR_TTL", 300.0, float),
     )
 
 

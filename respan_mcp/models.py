@@ -257,12 +257,24 @@ class ScoreUpdate(ScoreValues):
         return self.values_body()
 
 
-class Score(BaseModel):
+class OutputModel(BaseModel):
+    """Base of every tool result: null fields are left out of the output.
+
+    Published output schemas are flat (a field is `number`, not `number or null`),
+    and clients validate results against them, so a missing value must be absent,
+    never null.
+    """
+
+    @model_serializer(mode="wrap")
+    def _drop_nulls(self, handler: core_schema.SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+
+class Score(OutputModel):
     """A score as the API returns it.
 
     Parsed leniently: the API adds fields over time, so unknown ones are kept and
-    everything but `id` may be missing. Null fields are left out of the output,
-    so the published output schema can stay flat.
+    everything but `id` may be missing.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -292,6 +304,39 @@ class Score(BaseModel):
     inputs: dict[str, Any] | None = Field(None, description="Evaluator inputs stored with the score.")
     evaluator: dict[str, Any] | None = Field(None, description="Evaluator metadata, when it is a platform evaluator.")
 
-    @model_serializer(mode="wrap")
-    def _drop_nulls(self, handler: core_schema.SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return {key: value for key, value in handler(self).items() if value is not None}
+
+class PageArgs(BaseModel):
+    """Paging shared by the list tools."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    page: int | None = Field(None, ge=1, description="Page number, from 1 (default 1).")
+    page_size: int | None = Field(None, ge=1, le=100, description="Items per page, 1 to 100 (default 20).")
+
+
+class ListEvaluators(PageArgs):
+    """Arguments of `list_evaluators`."""
+
+    search: str | None = Field(None, description="Part of an evaluator's slug or name to filter by.")
+
+
+class ListLogScores(PageArgs):
+    """Arguments of `list_log_scores`."""
+
+    log_id: str = Field(min_length=1, description="ID of the log whose scores to list.")
+
+
+class GetScore(BaseModel):
+    """Arguments of `get_score`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    score_id: str = Field(min_length=1, description="ID of the score to read.")
+
+
+class ScorePage(OutputModel):
+    """A page of a log's scores."""
+
+    count: int = Field(description="How many scores the log has in all.")
+    scores: list[Score] = Field(description="This page's scores.")
+    next_page: int | None = Field(None, description="The page to ask for next, if there are more.")

@@ -19,12 +19,17 @@ from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetad
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, SkipValidation, ValidationError, create_model
 
-from respan_mcp.client import RespanClient, RespanError, package_version
+from respan_mcp.client import RespanClient, RespanError, package_version, path_segment
 from respan_mcp.config import Config
+from respan_mcp.evaluators import EvaluatorCache, EvaluatorPage
 from respan_mcp.models import (
     PAIRING_TABLE_TEXT,
+    GetScore,
+    ListEvaluators,
+    ListLogScores,
     LogScoreWrite,
     Score,
+    ScorePage,
     ScoreUpdate,
     ScoreValueError,
     describe_invalid,
@@ -32,18 +37,20 @@ from respan_mcp.models import (
 )
 
 INSTRUCTIONS = f"""\
-Write evaluation scores into Respan. upsert_log_score creates or updates the score a log has for
-one evaluator (calling it again for the same log and evaluator updates that score); update_score
-changes a score by its id. Send exactly one value field, the one the evaluator's score_value_type
-takes: {PAIRING_TABLE_TEXT}."""
+Write evaluation scores into Respan. If you do not know an evaluator's type, call list_evaluators
+first: it gives each evaluator's value field, range and choices. upsert_log_score creates or
+updates the score a log has for one evaluator (calling it again updates that score);
+update_score changes a score by its id; get_score and list_log_scores read scores back. Send
+exactly one value field, the one the evaluator's score_value_type takes: {PAIRING_TABLE_TEXT}."""
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 
 
 class ServerState:
-    """Owns the one Respan client for the process.
+    """Owns the one Respan client (and the evaluator cache over it) for the process.
 
     SSE enters the server lifespan once per connection, streamable HTTP once per
     process and stdio once: sharing the client across entries keeps one
@@ -54,21 +61,53 @@ class ServerState:
         self.config = config
         self._transport = transport
         self._client: RespanClient | None = None
+        self._evaluators: EvaluatorCache | None = None
         self._users = 0
 
     @property
     def client(self) -> RespanClient:
         if self._client is None or self._client.is_closed:
             self._client = RespanClient(self.config, transport=self._transport)
+            self._evaluators = None
         return self._client
+
+    @property
+    def evaluators(self) -> EvaluatorCache:
+        client = self.client
+        if self._evaluators is None:
+            self._evaluators = EvaluatorCache(client, ttl=self.config.evaluator_ttl)
+        return self._evaluators
 
     async def checked_body(self, write: LogScoreWrite | ScoreUpdate, api_key: str | None) -> dict[str, Any]:
         """The request body for a write, after every check that can be made before sending.
 
-        Single and batch writes both come through here, so a rule added here holds for both.
-        Raises ScoreValueError with a message that says what to send instead.
+        Single and batch writes both come through here, so a rule added here holds for both:
+        the core pairing rules, then the evaluator's own type, range and choices when Respan
+        describes it. Raises ScoreValueError with a message that says what to send instead.
         """
-        return write.request_body()
+        body = write.request_body()
+        if isinstance(write, LogScoreWrite):
+            evaluator = await self.evaluators.for_write(write.evaluator_id, write.evaluator_slug, api_key)
+        elif write.score_value_type is None:
+            evaluator = await self._evaluator_of_score(write.score_id, api_key)
+        else:
+            evaluator = None
+        if evaluator is not None:
+            evaluator.check(write)
+        return body
+
+    async def _evaluator_of_score(self, score_id: str, api_key: str | None) -> Any:
+        """update_score sends no evaluator: read the score to learn which one it is for."""
+        score = await self.client.request(
+            "GET",
+            f"/scores/{path_segment(score_id)}/",
+            api_key=api_key,
+            not_found=f"no score has id '{score_id}'; use the id a score write returned",
+        )
+        embedded = score.get("evaluator") if isinstance(score, dict) else None
+        evaluator_id = score.get("evaluator_id") or (embedded or {}).get("id") if isinstance(score, dict) else None
+        slug = score.get("evaluator_slug") if isinstance(score, dict) else None
+        return await self.evaluators.for_write(evaluator_id, slug, api_key)
 
     @asynccontextmanager
     async def lifespan(self, _server: MCPServer[Any]) -> AsyncIterator[ServerState]:
@@ -97,37 +136,104 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
     async def upsert_log_score(ctx: Context, **arguments: Any) -> Score:
         write = _validated(LogScoreWrite, arguments)
         key = caller_key(ctx)
-        body = await _checked(state.checked_body(write, key))
-        return await _forward(state.client.upsert_log_score(write.log_id, body, api_key=key))
+        body = await _answer(state.checked_body(write, key))
+        return _score(await _answer(state.client.upsert_log_score(write.log_id, body, api_key=key)))
 
     async def update_score(ctx: Context, **arguments: Any) -> Score:
         update = _validated(ScoreUpdate, arguments)
         key = caller_key(ctx)
-        body = await _checked(state.checked_body(update, key))
-        return await _forward(state.client.update_score(update.score_id, body, api_key=key))
+        body = await _answer(state.checked_body(update, key))
+        return _score(await _answer(state.client.update_score(update.score_id, body, api_key=key)))
+
+    async def list_evaluators(ctx: Context, **arguments: Any) -> EvaluatorPage:
+        query = _validated(ListEvaluators, arguments)
+        search = state.evaluators.search(query.search, query.page or 1, query.page_size or 20, caller_key(ctx))
+        return await _answer(search)
+
+    async def list_log_scores(ctx: Context, **arguments: Any) -> ScorePage:
+        query = _validated(ListLogScores, arguments)
+        page = query.page or 1
+        data = await _answer(
+            state.client.request(
+                "GET",
+                f"/logs/{path_segment(query.log_id)}/scores/",
+                params={"page": page, "page_size": query.page_size or 20},
+                api_key=caller_key(ctx),
+                not_found=f"check that log_id '{query.log_id}' is a log in this Respan project",
+            )
+        )
+        results = data.get("results", []) if isinstance(data, dict) else []
+        return ScorePage(
+            count=data.get("count", len(results)) if isinstance(data, dict) else 0,
+            scores=[Score.model_validate(item) for item in results],
+            next_page=page + 1 if isinstance(data, dict) and data.get("next") else None,
+        )
+
+    async def get_score(ctx: Context, **arguments: Any) -> Score:
+        query = _validated(GetScore, arguments)
+        read = state.client.request(
+            "GET",
+            f"/scores/{path_segment(query.score_id)}/",
+            api_key=caller_key(ctx),
+            not_found=f"no score has id '{query.score_id}'",
+        )
+        return _score(await _answer(read))
 
     tools = [
         _tool(
             upsert_log_score,
             LogScoreWrite,
+            Score,
             title="Score a log",
             description=(
                 "Create or update the score a Respan log has for one evaluator (POST /api/logs/{log_id}/scores/). "
                 "One score is kept per log, evaluator and API key: calling again with the same log_id and "
                 "evaluator updates it, so retrying is safe. Give evaluator_id or evaluator_slug, and exactly one "
                 f"value field matching the evaluator's score_value_type ({PAIRING_TABLE_TEXT}). "
+                "Call list_evaluators first if you do not know the evaluator's type; the value is checked "
+                "against the evaluator's type, range and choices before anything is sent. "
                 "Returns the stored score; its id is what update_score takes."
             ),
         ),
         _tool(
             update_score,
             ScoreUpdate,
+            Score,
             title="Change a score",
             description=(
                 "Change the value of an existing score by its id (PATCH /api/scores/{score_id}/). Only the value "
                 f"can change: send exactly one value field, the one its evaluator takes ({PAIRING_TABLE_TEXT}). "
+                "Without score_value_type the score's evaluator is read and the value checked against it. "
                 "Returns the updated score."
             ),
+        ),
+        _tool(
+            list_evaluators,
+            ListEvaluators,
+            EvaluatorPage,
+            title="List evaluators",
+            annotations=READ,
+            description=(
+                "List Respan evaluators with what a score for each must look like: its id and slug, "
+                "score_value_type, the value field to use, and its range or choices. Call this first if you do "
+                "not know an evaluator's type; filter with search (part of a slug or name)."
+            ),
+        ),
+        _tool(
+            list_log_scores,
+            ListLogScores,
+            ScorePage,
+            title="List a log's scores",
+            annotations=READ,
+            description="List the scores a Respan log has (GET /api/logs/{log_id}/scores/), newest first, a page at a time.",
+        ),
+        _tool(
+            get_score,
+            GetScore,
+            Score,
+            title="Read a score",
+            annotations=READ,
+            description="Read one score by its id (GET /api/scores/{score_id}/).",
         ),
     ]
     return MCPServer(
@@ -148,18 +254,17 @@ def _validated(model: type[ModelT], arguments: dict[str, Any]) -> ModelT:
         raise ToolError(f"{describe_invalid(exc, model)}. Nothing was sent.") from None
 
 
-async def _checked(body: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+async def _answer(call: Awaitable[Any]) -> Any:
+    """Await a check or an API call; its failure becomes a tool error the agent can act on."""
     try:
-        return await body
+        return await call
     except ScoreValueError as exc:
         raise ToolError(f"{exc}. Nothing was sent.") from None
-
-
-async def _forward(call: Awaitable[Any]) -> Score:
-    try:
-        answer = await call
     except RespanError as exc:
         raise ToolError(str(exc)) from None
+
+
+def _score(answer: Any) -> Score:
     if not isinstance(answer, dict) or "id" not in answer:
         raise ToolError("The Respan API answered without a score; check RESPAN_BASE_URL points at the Respan API.")
     return Score.model_validate(answer)
@@ -185,19 +290,28 @@ def _pass_through(model: type[BaseModel]) -> type[ArgModelBase]:
     return create_model(model.__name__, __base__=_PassThrough, **fields)
 
 
-def _tool(fn: Callable[..., Awaitable[Any]], model: type[BaseModel], *, title: str, description: str) -> Tool:
-    """A tool whose arguments are `model`'s fields and whose output is a `Score`."""
-    arg_model = _pass_through(model)
+def _tool(
+    fn: Callable[..., Awaitable[Any]],
+    arguments: type[BaseModel],
+    output: type[BaseModel],
+    *,
+    title: str,
+    description: str,
+    annotations: ToolAnnotations = WRITE,
+) -> Tool:
+    """A tool whose arguments are `arguments`' fields and whose result is an `output`, both published flat."""
     return Tool(
         fn=fn,
         name=fn.__name__,
         title=title,
         description=description,
-        parameters=flat_schema(model),
-        fn_metadata=FuncMetadata(arg_model=arg_model, output_schema=flat_schema(Score), output_model=Score),
+        parameters=flat_schema(arguments),
+        fn_metadata=FuncMetadata(
+            arg_model=_pass_through(arguments), output_schema=flat_schema(output), output_model=output
+        ),
         is_async=True,
         context_kwarg="ctx",
-        annotations=WRITE,
+        annotations=annotations,
     )
 
 

@@ -29,7 +29,13 @@ class FakeTransport(httpx2.MockTransport):
 
     def _answer(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
+        if request.method == "GET" and request.url.path == "/api/evaluators/":
+            return httpx2.Response(200, json={"count": 0, "next": None, "previous": None, "results": []})
         return httpx2.Response(self.status, json=self.body)
+
+    @property
+    def writes(self) -> list[httpx2.Request]:
+        return [r for r in self.requests if r.method in ("POST", "PATCH")]
 
 
 @pytest.fixture
@@ -45,16 +51,15 @@ async def client(api: FakeTransport):
 
 async def test_lists_both_tools_with_titles_annotations_and_flat_schemas(client: Client) -> None:
     tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert set(tools) == {"upsert_log_score", "update_score"}
+    assert set(tools) == {"upsert_log_score", "update_score", "list_evaluators", "list_log_scores", "get_score"}
     for tool in tools.values():
         assert tool.title and tool.description
         assert tool.annotations.idempotent_hint is True
         assert tool.annotations.destructive_hint is False
         assert tool.annotations.open_world_hint is True
-        assert tool.annotations.read_only_hint is False
+        assert tool.annotations.read_only_hint is tool.name.startswith(("list_", "get_"))
         assert_flat(tool.input_schema)
         assert_flat(tool.output_schema)
-        assert "score_value_type" in tool.input_schema["properties"]
     assert tools["upsert_log_score"].input_schema["required"] == ["log_id"]
     assert tools["update_score"].input_schema["required"] == ["score_id"]
 
@@ -66,7 +71,7 @@ async def test_upsert_reaches_api_and_returns_structured_score(client: Client, a
     assert not result.is_error
     assert result.structured_content == {"id": "score_1", "created_at": "2026-11-24T00:00:00Z", "numerical_value": 4.0}
     assert json.loads(result.content[0].text)["id"] == "score_1"
-    (request,) = api.requests
+    (request,) = api.writes
     assert (request.method, request.url.raw_path) == ("POST", b"/api/logs/log-1/scores/")
     assert request.headers["authorization"] == f"Bearer {KEY}"
     assert json.loads(request.content) == {"evaluator_slug": "quality", "numerical_value": 4.0}
@@ -75,7 +80,7 @@ async def test_upsert_reaches_api_and_returns_structured_score(client: Client, a
 async def test_update_sends_only_the_value(client: Client, api: FakeTransport) -> None:
     result = await client.call_tool("update_score", {"score_id": "score_1", "score_value_type": "boolean", "boolean_value": False})
     assert not result.is_error
-    (request,) = api.requests
+    (request,) = api.requests  # the type was given, so the score is not read first
     assert (request.method, request.url.raw_path) == ("PATCH", b"/api/scores/score_1/")
     assert json.loads(request.content) == {"boolean_value": False}
 
@@ -129,10 +134,10 @@ async def test_arrays_and_objects_sent_as_json_text_are_accepted(client: Client,
         {"log_id": "l", "evaluator_slug": "q", "score_value_type": "single_select", "categorical_value": '["good"]'},
     )
     assert not result.is_error, result.content
-    assert json.loads(api.requests[-1].content)["categorical_value"] == ["good"]
+    assert json.loads(api.writes[-1].content)["categorical_value"] == ["good"]
     result = await client.call_tool("upsert_log_score", {"log_id": "l", "evaluator_slug": "q", "json_value": '{"a": 1}'})
     assert not result.is_error
-    assert json.loads(json.loads(api.requests[-1].content)["json_value"]) == {"a": 1}
+    assert json.loads(json.loads(api.writes[-1].content)["json_value"]) == {"a": 1}
 
 
 async def test_explicit_nulls_for_optional_fields_are_fine(client: Client, api: FakeTransport) -> None:
@@ -141,7 +146,7 @@ async def test_explicit_nulls_for_optional_fields_are_fine(client: Client, api: 
         {"log_id": "l", "evaluator_slug": "q", "evaluator_id": None, "boolean_value": True, "numerical_value": None},
     )
     assert not result.is_error, result.content
-    assert json.loads(api.requests[0].content) == {"evaluator_slug": "q", "boolean_value": True}
+    assert json.loads(api.writes[0].content) == {"evaluator_slug": "q", "boolean_value": True}
 
 
 @pytest.mark.parametrize(
@@ -158,12 +163,12 @@ async def test_api_errors_are_clear_tool_errors(status: int, body: dict, message
         result = await client.call_tool("upsert_log_score", {"log_id": "l", "evaluator_slug": "q", "numerical_value": 9})
     assert result.is_error and message in result.content[0].text
     assert KEY not in result.content[0].text
-    assert len(api.requests) == 1
+    assert len(api.writes) == 1
 
 
 async def test_without_a_key_tools_list_and_calls_explain(api: FakeTransport) -> None:
     async with Client(build_server(Config(api_key=None), transport=api)) as client:
-        assert len((await client.list_tools()).tools) == 2
+        assert len((await client.list_tools()).tools) == 5
         result = await client.call_tool("upsert_log_score", {"log_id": "l", "evaluator_slug": "q", "numerical_value": 1})
     assert result.is_error and "RESPAN_API_KEY" in result.content[0].text
     assert api.requests == []
