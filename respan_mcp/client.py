@@ -194,6 +194,7 @@ class RespanClient:
     ) -> None:
         self.config = config
         self.max_retry_wait = max_retry_wait
+        self._in_flight: anyio.Semaphore | None = None  # made on first use, inside the event loop
         self._http = httpx2.AsyncClient(
             base_url=config.api_url,
             headers={"User-Agent": f"respan-mcp/{package_version()}", "Accept": "application/json"},
@@ -208,7 +209,9 @@ class RespanClient:
     def is_closed(self) -> bool:
         return self._http.is_closed
 
-    async def upsert_log_score(self, log_id: str, body: dict[str, Any], *, api_key: str | None = None) -> Any:
+    async def upsert_log_score(
+        self, log_id: str, body: dict[str, Any], *, api_key: str | None = None, max_retries: int | None = None
+    ) -> Any:
         evaluator = "evaluator_id" if "evaluator_id" in body else "evaluator_slug"
         return await self.request(
             "POST",
@@ -216,15 +219,19 @@ class RespanClient:
             json=body,
             api_key=api_key,
             not_found=f"check that log_id '{log_id}' is a log in this Respan project (and the {evaluator})",
+            max_retries=max_retries,
         )
 
-    async def update_score(self, score_id: str, body: dict[str, Any], *, api_key: str | None = None) -> Any:
+    async def update_score(
+        self, score_id: str, body: dict[str, Any], *, api_key: str | None = None, max_retries: int | None = None
+    ) -> Any:
         return await self.request(
             "PATCH",
             f"/scores/{path_segment(score_id)}/",
             json=body,
             api_key=api_key,
             not_found=f"no score has id '{score_id}'; use the id a score write returned",
+            max_retries=max_retries,
         )
 
     async def request(
@@ -268,8 +275,12 @@ class RespanClient:
         not_found: str,
     ) -> Any:
         """One try: the parsed answer, or the RespanError it came to (returned, so the caller decides)."""
+        if self._in_flight is None:
+            self._in_flight = anyio.Semaphore(max(1, self.config.max_concurrency))
         try:
-            response = await self._http.request(method, path, json=body, params=params, headers=headers)
+            # Bounded, so a burst of calls queues here instead of exhausting sockets.
+            async with self._in_flight:
+                response = await self._http.request(method, path, json=body, params=params, headers=headers)
         except httpx2.ConnectTimeout:
             return APIConnectionError(f"Could not connect to the Respan API at {self.config.base_url} in time.")
         except httpx2.TimeoutException:

@@ -22,6 +22,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "RESPAN_MAX_RETRIES": "Retries of a write after a connection error, 429, 502, 503 or 504 (default 3).",
     "RESPAN_LOG_LEVEL": "Log level on stderr: DEBUG, INFO, WARNING, ERROR (default WARNING).",
     "RESPAN_EVALUATOR_TTL": "Seconds an evaluator's description is cached for checking scores (default 300).",
+    "RESPAN_MAX_CONCURRENCY": "Most API requests in flight at once; more wait their turn (default 16).",
+    "RESPAN_BATCH_DEADLINE": "Seconds upsert_log_scores may run before it returns what is left as deferred (default 45).",
 }
 
 
@@ -41,6 +43,8 @@ class Config:
     max_retries: int = 3
     log_level: str = "WARNING"
     evaluator_ttl: float = 300.0
+    max_concurrency: int = 16
+    batch_deadline: float = 45.0
 
     @property
     def api_url(self) -> str:
@@ -61,6 +65,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         max_retries=_number(env, "RESPAN_MAX_RETRIES", 3, int),
         log_level=(env.get("RESPAN_LOG_LEVEL") or "WARNING").upper(),
         evaluator_ttl=_number(env, "RESPAN_EVALUATOR_TTL", 300.0, float),
+        max_concurrency=max(1, _number(env, "RESPAN_MAX_CONCURRENCY", 16, int)),
+        batch_deadline=_number(env, "RESPAN_BATCH_DEADLINE", 45.0, float),
     )
 
 

@@ -6,18 +6,18 @@ than from function signatures, so the models stay the one source of truth.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx2
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.mcpserver.tools import Tool
-from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
-from mcp.types import ToolAnnotations
-from pydantic import BaseModel, ConfigDict, SkipValidation, ValidationError, create_model
+from mcp.types import CallToolResult, Completion, CompletionArgument, PromptReference, TextContent
+
+from respan_mcp import prompts
+from respan_mcp.batch import MAX_DEADLINE, BatchResult, BatchWrite, is_error, write_batch
 
 from respan_mcp.client import RespanClient, RespanError, package_version, path_segment
 from respan_mcp.config import Config
@@ -32,21 +32,17 @@ from respan_mcp.models import (
     ScorePage,
     ScoreUpdate,
     ScoreValueError,
-    describe_invalid,
-    flat_schema,
 )
+from respan_mcp.tooling import READ, model_tool, validated
 
 INSTRUCTIONS = f"""\
 Write evaluation scores into Respan. If you do not know an evaluator's type, call list_evaluators
 first: it gives each evaluator's value field, range and choices. upsert_log_score creates or
 updates the score a log has for one evaluator (calling it again updates that score);
-update_score changes a score by its id; get_score and list_log_scores read scores back. Send
+update_score changes a score by its id; upsert_log_scores writes many at once; get_score and
+list_log_scores read scores back; the self_grade prompt walks you through grading a run. Send
 exactly one value field, the one the evaluator's score_value_type takes: {PAIRING_TABLE_TEXT}."""
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
-
-WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
-READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 
 
 class ServerState:
@@ -134,24 +130,24 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
     state = ServerState(config, transport)
 
     async def upsert_log_score(ctx: Context, **arguments: Any) -> Score:
-        write = _validated(LogScoreWrite, arguments)
+        write = validated(LogScoreWrite, arguments)
         key = caller_key(ctx)
         body = await _answer(state.checked_body(write, key))
         return _score(await _answer(state.client.upsert_log_score(write.log_id, body, api_key=key)))
 
     async def update_score(ctx: Context, **arguments: Any) -> Score:
-        update = _validated(ScoreUpdate, arguments)
+        update = validated(ScoreUpdate, arguments)
         key = caller_key(ctx)
         body = await _answer(state.checked_body(update, key))
         return _score(await _answer(state.client.update_score(update.score_id, body, api_key=key)))
 
     async def list_evaluators(ctx: Context, **arguments: Any) -> EvaluatorPage:
-        query = _validated(ListEvaluators, arguments)
+        query = validated(ListEvaluators, arguments)
         search = state.evaluators.search(query.search, query.page or 1, query.page_size or 20, caller_key(ctx))
         return await _answer(search)
 
     async def list_log_scores(ctx: Context, **arguments: Any) -> ScorePage:
-        query = _validated(ListLogScores, arguments)
+        query = validated(ListLogScores, arguments)
         page = query.page or 1
         data = await _answer(
             state.client.request(
@@ -170,7 +166,7 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
         )
 
     async def get_score(ctx: Context, **arguments: Any) -> Score:
-        query = _validated(GetScore, arguments)
+        query = validated(GetScore, arguments)
         read = state.client.request(
             "GET",
             f"/scores/{path_segment(query.score_id)}/",
@@ -179,8 +175,29 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
         )
         return _score(await _answer(read))
 
+    async def upsert_log_scores(ctx: Context, **arguments: Any) -> BatchResult | CallToolResult:
+        batch = validated(BatchWrite, arguments)
+        key = caller_key(ctx)
+        result = await write_batch(
+            state.client,
+            batch.scores,
+            check=lambda item: state.checked_body(item, key),
+            api_key=key,
+            deadline=min(batch.deadline_seconds or config.batch_deadline, MAX_DEADLINE),
+            max_in_flight=config.max_concurrency,
+            progress=ctx.report_progress,
+        )
+        if not is_error(result):
+            return result
+        # Nothing written and nothing to retry: an error, still with every item's reason.
+        return CallToolResult(
+            content=[TextContent(type="text", text=result.model_dump_json())],
+            structured_content=result.model_dump(mode="json"),
+            is_error=True,
+        )
+
     tools = [
-        _tool(
+        model_tool(
             upsert_log_score,
             LogScoreWrite,
             Score,
@@ -195,7 +212,7 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
                 "Returns the stored score; its id is what update_score takes."
             ),
         ),
-        _tool(
+        model_tool(
             update_score,
             ScoreUpdate,
             Score,
@@ -207,7 +224,20 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
                 "Returns the updated score."
             ),
         ),
-        _tool(
+        model_tool(
+            upsert_log_scores,
+            BatchWrite,
+            BatchResult,
+            title="Score many logs",
+            description=(
+                "Write up to 500 scores in one call, each item with the same fields as upsert_log_score. Every "
+                "item is checked first (invalid ones are reported by index and never sent); valid ones are "
+                "written concurrently, slowing down together when Respan rate-limits. The call returns by "
+                "deadline_seconds with one result per item (written, invalid, failed or deferred); send the "
+                "deferred items again after retry_after_seconds (safe: writes are idempotent upserts)."
+            ),
+        ),
+        model_tool(
             list_evaluators,
             ListEvaluators,
             EvaluatorPage,
@@ -219,7 +249,7 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
                 "not know an evaluator's type; filter with search (part of a slug or name)."
             ),
         ),
-        _tool(
+        model_tool(
             list_log_scores,
             ListLogScores,
             ScorePage,
@@ -227,7 +257,7 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
             annotations=READ,
             description="List the scores a Respan log has (GET /api/logs/{log_id}/scores/), newest first, a page at a time.",
         ),
-        _tool(
+        model_tool(
             get_score,
             GetScore,
             Score,
@@ -236,7 +266,7 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
             description="Read one score by its id (GET /api/scores/{score_id}/).",
         ),
     ]
-    return MCPServer(
+    server = MCPServer(
         "respan",
         title="Respan scores",
         instructions=INSTRUCTIONS,
@@ -245,13 +275,24 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
         lifespan=state.lifespan,
         tools=tools,
     )
+    server.prompt(name="self_grade", title="Grade your own run")(prompts.self_grade)
 
+    @server.completion()
+    async def complete(ref: Any, argument: CompletionArgument, _context: Any) -> Completion | None:
+        """Evaluator slugs for self_grade's `evaluators`, when a key is configured."""
+        if not (isinstance(ref, PromptReference) and ref.name == "self_grade" and argument.name == "evaluators"):
+            return None
+        if not config.api_key:
+            return Completion(values=[])
+        current = argument.value.rpartition(",")[2].strip()
+        try:
+            page = await state.evaluators.search(current or None, 1, 100, None)
+        except RespanError:
+            return Completion(values=[])
+        slugs = [e.evaluator_slug for e in page.evaluators if e.evaluator_slug]
+        return Completion(values=prompts.complete_slugs(argument.value, slugs))
 
-def _validated(model: type[ModelT], arguments: dict[str, Any]) -> ModelT:
-    try:
-        return model.model_validate(arguments)
-    except ValidationError as exc:
-        raise ToolError(f"{describe_invalid(exc, model)}. Nothing was sent.") from None
+    return server
 
 
 async def _answer(call: Awaitable[Any]) -> Any:
@@ -268,51 +309,6 @@ def _score(answer: Any) -> Score:
     if not isinstance(answer, dict) or "id" not in answer:
         raise ToolError("The Respan API answered without a score; check RESPAN_BASE_URL points at the Respan API.")
     return Score.model_validate(answer)
-
-
-class _PassThrough(ArgModelBase):
-    """Hands the tool the arguments as sent (unknown ones too), unvalidated.
-
-    The tool validates them against the real model itself, so a wrong argument is
-    answered in plain words rather than as a raw pydantic report.
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    def model_dump_one_level(self) -> dict[str, Any]:
-        given = {name: getattr(self, name) for name in self.model_fields_set}
-        return given | (self.model_extra or {})
-
-
-def _pass_through(model: type[BaseModel]) -> type[ArgModelBase]:
-    # Same annotations (so the SDK still decodes arrays sent as JSON text), no validation.
-    fields: Any = {name: (SkipValidation[field.annotation], None) for name, field in model.model_fields.items()}
-    return create_model(model.__name__, __base__=_PassThrough, **fields)
-
-
-def _tool(
-    fn: Callable[..., Awaitable[Any]],
-    arguments: type[BaseModel],
-    output: type[BaseModel],
-    *,
-    title: str,
-    description: str,
-    annotations: ToolAnnotations = WRITE,
-) -> Tool:
-    """A tool whose arguments are `arguments`' fields and whose result is an `output`, both published flat."""
-    return Tool(
-        fn=fn,
-        name=fn.__name__,
-        title=title,
-        description=description,
-        parameters=flat_schema(arguments),
-        fn_metadata=FuncMetadata(
-            arg_model=_pass_through(arguments), output_schema=flat_schema(output), output_model=output
-        ),
-        is_async=True,
-        context_kwarg="ctx",
-        annotations=annotations,
-    )
 
 
 def serve(config: Config, *, transport: str = "stdio", host: str = "127.0.0.1", port: int = 8000) -> None:

@@ -1,0 +1,77 @@
+"""How a pydantic model becomes an MCP tool with a flat, portable schema.
+
+The SDK would derive schemas from function signatures (nullable `anyOf`, `$ref`);
+here the argument and result models are the source, published through
+`models.flat_schema`, and arguments reach the tool unvalidated so it can answer a
+wrong one in plain words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, ConfigDict, SkipValidation, ValidationError, create_model
+
+from respan_mcp.models import describe_invalid, flat_schema
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+
+
+def validated(model: type[ModelT], arguments: dict[str, Any]) -> ModelT:
+    """The arguments as `model`, or a tool error that says what was wrong."""
+    try:
+        return model.model_validate(arguments)
+    except ValidationError as exc:
+        raise ToolError(f"{describe_invalid(exc, model)}. Nothing was sent.") from None
+
+
+class _PassThrough(ArgModelBase):
+    """Hands the tool the arguments as sent (unknown ones too), unvalidated."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def model_dump_one_level(self) -> dict[str, Any]:
+        given = {name: getattr(self, name) for name in self.model_fields_set}
+        return given | (self.model_extra or {})
+
+
+def _pass_through(model: type[BaseModel]) -> type[ArgModelBase]:
+    # Same annotations (so the SDK still decodes arrays sent as JSON text), no validation.
+    fields: Any = {name: (SkipValidation[field.annotation], None) for name, field in model.model_fields.items()}
+    return create_model(model.__name__, __base__=_PassThrough, **fields)
+
+
+def model_tool(
+    fn: Callable[..., Awaitable[Any]],
+    arguments: type[BaseModel],
+    output: type[BaseModel],
+    *,
+    title: str,
+    description: str,
+    annotations: ToolAnnotations = WRITE,
+) -> Tool:
+    """A tool whose arguments are `arguments`' fields and whose result is an `output`, both published flat.
+
+    `fn(ctx, **arguments)` validates the arguments itself (see `validated`).
+    """
+    return Tool(
+        fn=fn,
+        name=fn.__name__,
+        title=title,
+        description=description,
+        parameters=flat_schema(arguments),
+        fn_metadata=FuncMetadata(
+            arg_model=_pass_through(arguments), output_schema=flat_schema(output), output_model=output
+        ),
+        is_async=True,
+        context_kwarg="ctx",
+        annotations=annotations,
+    )

@@ -1,0 +1,67 @@
+"""The self_grade prompt and its completions, through the MCP client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from mcp import Client
+from mcp.types import PromptReference
+
+from respan_mcp.config import Config
+from respan_mcp.server import build_server
+from tests.conftest import API_KEY
+from tests.fake_api import FakeRespan, RunningFakeRespan
+
+pytestmark = pytest.mark.anyio
+
+REF = PromptReference(type="ref/prompt", name="self_grade")
+
+
+@pytest.fixture
+def api() -> Iterator[RunningFakeRespan]:
+    fake = FakeRespan(api_keys=(API_KEY,))
+    for slug, kind in [("helpfulness", "numerical"), ("harmlessness", "boolean"), ("tone", "single_select")]:
+        fake.add_evaluator(id=f"evl_{slug}", slug=slug, name=slug.title(), score_value_type=kind)
+    with RunningFakeRespan(fake) as running:
+        yield running
+
+
+async def test_listed_with_described_arguments(api: RunningFakeRespan) -> None:
+    async with Client(build_server(Config(api_key=API_KEY, base_url=api.url))) as client:
+        (prompt,) = (await client.list_prompts()).prompts
+    assert prompt.name == "self_grade" and prompt.title
+    arguments = {a.name: a for a in prompt.arguments}
+    assert arguments["log_id"].required and not arguments["evaluators"].required and not arguments["rubric"].required
+    assert all(a.description for a in prompt.arguments)
+
+
+async def test_renders_with_the_log_id_and_the_tools(api: RunningFakeRespan) -> None:
+    async with Client(build_server(Config(api_key=API_KEY, base_url=api.url))) as client:
+        result = await client.get_prompt(
+            "self_grade", {"log_id": "log_42", "evaluators": "helpfulness, tone", "rubric": "Cites its sources."}
+        )
+    text = result.messages[0].content.text
+    assert '"log_42"' in text and "log log_42" in text
+    for name in ("list_evaluators", "upsert_log_score", "upsert_log_scores", "helpfulness, tone", "Cites its sources."):
+        assert name in text
+
+
+async def test_renders_without_optional_arguments(api: RunningFakeRespan) -> None:
+    async with Client(build_server(Config(api_key=API_KEY, base_url=api.url))) as client:
+        text = (await client.get_prompt("self_grade", {"log_id": "log_1"})).messages[0].content.text
+    assert "call list_evaluators to see them" in text and "rubric" not in text
+
+
+async def test_completes_evaluator_slugs(api: RunningFakeRespan) -> None:
+    async with Client(build_server(Config(api_key=API_KEY, base_url=api.url))) as client:
+        first = await client.complete(REF, {"name": "evaluators", "value": "h"})
+        second = await client.complete(REF, {"name": "evaluators", "value": "helpfulness, "})
+    assert sorted(first.completion.values) == ["harmlessness", "helpfulness"]
+    assert sorted(second.completion.values) == ["helpfulness, harmlessness", "helpfulness, tone"]
+
+
+async def test_no_completions_without_a_key(api: RunningFakeRespan) -> None:
+    async with Client(build_server(Config(api_key=None, base_url=api.url))) as client:
+        result = await client.complete(REF, {"name": "evaluators", "value": "h"})
+    assert result.completion.values == []
