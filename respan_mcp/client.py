@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_MESSAGE = 300
-KEY_HELP = "set RESPAN_API_KEY to an API key from the Respan dashboard (or run `respan login`)"
+KEY_HELP = "set RESPAN_API_KEY to an API key from the Respan dashboard, or run `respan login`"
 
 
 def package_version() -> str:

@@ -1,4 +1,4 @@
-"""Settings from the environment and flags.
+"""Settings from the environment, the `respan login` credentials file, and flags.
 
 The API key is held in a field left out of `repr`, so a config object can be
 logged or shown in a traceback without giving the key away.
@@ -6,16 +6,24 @@ logged or shown in a traceback without giving the key away.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.respan.ai"
 
 # name -> what it sets; `--help` prints this table, so it is the one list of variables.
 ENVIRONMENT_VARIABLES: dict[str, str] = {
-    "RESPAN_API_KEY": "Respan API key, sent as 'Authorization: Bearer <key>' (never logged).",
+    "RESPAN_API_KEY": "Respan API key, sent as 'Authorization: Bearer <key>' (never logged). Without it, "
+    "the key of ~/.respan/credentials.json (written by `respan login`) is used.",
+    "RESPAN_PROFILE": "Which profile of ~/.respan/credentials.json to use (default: activeProfile in "
+    "~/.respan/config.json, else 'default').",
     "RESPAN_BASE_URL": f"API host, with or without /api (default {DEFAULT_BASE_URL}); for enterprise hosts.",
     "RESPAN_API_BASE_URL": "Same as RESPAN_BASE_URL (the name Respan's own MCP server uses).",
     "RESPAN_TIMEOUT": "Seconds to wait for the API on each request (default 30).",
@@ -56,11 +64,16 @@ class Config:
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> Config:
+    """Each setting from the environment first; the key and base URL then from `respan login`'s file."""
     env = os.environ if environ is None else environ
-    base_url = env.get("RESPAN_BASE_URL") or env.get("RESPAN_API_BASE_URL") or DEFAULT_BASE_URL
+    api_key = env.get("RESPAN_API_KEY") or None
+    base_url = env.get("RESPAN_BASE_URL") or env.get("RESPAN_API_BASE_URL") or None
+    if api_key is None or base_url is None:
+        saved_key, saved_url = saved_credentials(env)
+        api_key, base_url = api_key or saved_key, base_url or saved_url
     return Config(
-        api_key=env.get("RESPAN_API_KEY") or None,
-        base_url=normalise_base_url(base_url),
+        api_key=api_key,
+        base_url=normalise_base_url(base_url or DEFAULT_BASE_URL),
         timeout=_number(env, "RESPAN_TIMEOUT", 30.0, float),
         max_retries=_number(env, "RESPAN_MAX_RETRIES", 3, int),
         log_level=(env.get("RESPAN_LOG_LEVEL") or "WARNING").upper(),
@@ -68,6 +81,37 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         max_concurrency=max(1, _number(env, "RESPAN_MAX_CONCURRENCY", 16, int)),
         batch_deadline=_number(env, "RESPAN_BATCH_DEADLINE", 45.0, float),
     )
+
+
+def saved_credentials(env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The key (an API key, or a dashboard JWT) and base URL of the chosen `respan login` profile.
+
+    The file is an object keyed by profile name; each entry is
+    `{"type": "api_key", "apiKey", "baseUrl"}` or `{"type": "jwt", "accessToken", "baseUrl"}`.
+    """
+    home = Path(env.get("HOME") or env.get("USERPROFILE") or Path.home())
+    credentials = _read_json(home / ".respan" / "credentials.json")
+    if not credentials:
+        return None, None
+    profile = env.get("RESPAN_PROFILE") or (_read_json(home / ".respan" / "config.json") or {}).get("activeProfile")
+    entry = credentials.get(profile or "default")
+    if not isinstance(entry, dict):
+        logger.warning("~/.respan/credentials.json has no profile %r", profile or "default")
+        return None, None
+    token = entry.get("accessToken") if entry.get("type") == "jwt" else entry.get("apiKey")
+    base_url = entry.get("baseUrl")
+    return (token if isinstance(token, str) and token else None, base_url if isinstance(base_url, str) else None)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        logger.warning("%s could not be read as JSON; ignoring it", path)
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _number(env: Mapping[str, str], name: str, default: Any, kind: type) -> Any:

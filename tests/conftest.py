@@ -40,6 +40,7 @@ def free_port() -> int:
 def server_env(api_url: str, **extra: str) -> dict[str, str]:
     """A minimal environment, as MCP hosts give their servers."""
     env = {"PATH": os.environ.get("PATH", ""), "RESPAN_API_KEY": API_KEY, "RESPAN_BASE_URL": api_url}
+    env["HOME"] = os.environ.get("HOME", "")
     return env | extra
 
 

@@ -3,6 +3,7 @@ against the loopback stand-in of the Respan API."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -111,3 +112,25 @@ async def test_both_base_url_conventions(variable: str, base: str, api: RunningF
         result = await client.call_tool("upsert_log_score", {"log_id": LOG_ID, "evaluator_slug": "q", "numerical_value": 1})
     assert not result.is_error, result.content
     assert fake.writes()[0].path == f"/api/logs/{LOG_ID}/scores/"
+
+
+async def test_without_any_key_tools_list_and_a_call_explains(tmp_path, api: RunningFakeRespan, fake: FakeRespan) -> None:
+    env = {"PATH": "", "HOME": str(tmp_path), "RESPAN_BASE_URL": api.url}  # no key, no credentials file
+    async with Client(StdioServerParameters(command=console_script(), args=[], env=env)) as client:
+        assert len((await client.list_tools()).tools) >= 2
+        result = await client.call_tool("upsert_log_score", {"log_id": LOG_ID, "evaluator_slug": "q", "numerical_value": 1})
+    assert result.is_error
+    assert "RESPAN_API_KEY" in result.content[0].text and "respan login" in result.content[0].text
+    assert fake.requests == []
+
+
+async def test_key_from_the_credentials_file(tmp_path, api: RunningFakeRespan, fake: FakeRespan) -> None:
+    (tmp_path / ".respan").mkdir()
+    (tmp_path / ".respan" / "credentials.json").write_text(
+        json.dumps({"default": {"type": "api_key", "apiKey": API_KEY, "baseUrl": api.url + "/api"}})
+    )
+    env = {"PATH": "", "HOME": str(tmp_path)}
+    async with Client(StdioServerParameters(command=console_script(), args=[], env=env)) as client:
+        result = await client.call_tool("upsert_log_score", {"log_id": LOG_ID, "evaluator_slug": "q", "numerical_value": 1})
+    assert not result.is_error, result.content
+    assert fake.writes()[0].headers["authorization"] == f"Bearer {API_KEY}"
