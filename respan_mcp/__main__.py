@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     config = load_config().with_overrides(log_level=args.log_level, timeout=args.timeout, max_retries=args.max_retries)
 
-    from respan_mcp.server import serve  # after parsing, so --help does not pay for the SDK import
+    from respan_mcp.transports import serve  # after parsing, so --help does not pay for the SDK import
 
     try:
         serve(config, transport=args.transport, host=args.host, port=args.port)

@@ -6,34 +6,25 @@ than from function signatures, so the models stay the one source of truth.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx2
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, Completion, CompletionArgument, PromptReference, TextContent
 
 from respan_mcp import prompts
 from respan_mcp.batch import MAX_DEADLINE, BatchResult, BatchWrite, is_error, write_batch
-
-from respan_mcp.client import RespanClient, RespanError, package_version, path_segment
+from respan_mcp.client import RespanClient, RespanError, package_version
 from respan_mcp.config import Config
-from respan_mcp.evaluators import EvaluatorCache, EvaluatorPage
-from respan_mcp.models import (
-    PAIRING_TABLE_TEXT,
-    GetScore,
-    ListEvaluators,
-    ListLogScores,
-    LogScoreWrite,
-    Score,
-    ScorePage,
-    ScoreUpdate,
-    ScoreValueError,
-)
-from respan_mcp.tooling import READ, model_tool, validated
+from respan_mcp.evaluators import EvaluatorCache
+from respan_mcp.models import PAIRING_TABLE_TEXT, LogScoreWrite, Score, ScoreUpdate
+from respan_mcp.reads import read_tools
+from respan_mcp.tooling import caller_key, model_tool, score_from, tool_answer, validated
 
 INSTRUCTIONS = f"""\
 Write evaluation scores into Respan. If you do not know an evaluator's type, call list_evaluators
@@ -42,7 +33,6 @@ updates the score a log has for one evaluator (calling it again updates that sco
 update_score changes a score by its id; upsert_log_scores writes many at once; get_score and
 list_log_scores read scores back; the self_grade prompt walks you through grading a run. Send
 exactly one value field, the one the evaluator's score_value_type takes: {PAIRING_TABLE_TEXT}."""
-
 
 
 class ServerState:
@@ -59,6 +49,8 @@ class ServerState:
         self._client: RespanClient | None = None
         self._evaluators: EvaluatorCache | None = None
         self._users = 0
+        self.in_flight = 0
+        self._idle: anyio.Event | None = None
 
     @property
     def client(self) -> RespanClient:
@@ -85,25 +77,34 @@ class ServerState:
         if isinstance(write, LogScoreWrite):
             evaluator = await self.evaluators.for_write(write.evaluator_id, write.evaluator_slug, api_key)
         elif write.score_value_type is None:
-            evaluator = await self._evaluator_of_score(write.score_id, api_key)
+            evaluator = await self.evaluators.for_score(write.score_id, api_key)
         else:
             evaluator = None
         if evaluator is not None:
             evaluator.check(write)
         return body
 
-    async def _evaluator_of_score(self, score_id: str, api_key: str | None) -> Any:
-        """update_score sends no evaluator: read the score to learn which one it is for."""
-        score = await self.client.request(
-            "GET",
-            f"/scores/{path_segment(score_id)}/",
-            api_key=api_key,
-            not_found=f"no score has id '{score_id}'; use the id a score write returned",
-        )
-        embedded = score.get("evaluator") if isinstance(score, dict) else None
-        evaluator_id = score.get("evaluator_id") or (embedded or {}).get("id") if isinstance(score, dict) else None
-        slug = score.get("evaluator_slug") if isinstance(score, dict) else None
-        return await self.evaluators.for_write(evaluator_id, slug, api_key)
+    def tracked(self, tool: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        """Count the tool's calls in flight, so shutdown can wait for them."""
+
+        @functools.wraps(tool)
+        async def call(ctx: Context, **arguments: Any) -> Any:
+            self.in_flight += 1
+            try:
+                return await tool(ctx, **arguments)
+            finally:
+                self.in_flight -= 1
+                if self.in_flight == 0 and self._idle is not None:
+                    self._idle.set()
+
+        return call
+
+    async def drained(self, grace: float) -> None:
+        """Return once no call is in flight, or after `grace` seconds, whichever comes first."""
+        with anyio.move_on_after(grace):
+            while self.in_flight:
+                self._idle = anyio.Event()
+                await self._idle.wait()
 
     @asynccontextmanager
     async def lifespan(self, _server: MCPServer[Any]) -> AsyncIterator[ServerState]:
@@ -113,16 +114,8 @@ class ServerState:
         finally:
             self._users -= 1
             if self._users == 0 and self._client is not None:
-                await self._client.aclose()
-
-
-def caller_key(ctx: Context) -> str | None:
-    """The caller's own Respan key, from `Authorization: Bearer` on HTTP transports; None on stdio."""
-    headers = ctx.headers
-    if not headers:
-        return None
-    scheme, _, token = (headers.get("authorization") or "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+                with anyio.CancelScope(shield=True):  # close the pool even when shutdown cancels us
+                    await self._client.aclose()
 
 
 def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None = None) -> MCPServer[ServerState]:
@@ -132,48 +125,14 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
     async def upsert_log_score(ctx: Context, **arguments: Any) -> Score:
         write = validated(LogScoreWrite, arguments)
         key = caller_key(ctx)
-        body = await _answer(state.checked_body(write, key))
-        return _score(await _answer(state.client.upsert_log_score(write.log_id, body, api_key=key)))
+        body = await tool_answer(state.checked_body(write, key))
+        return score_from(await tool_answer(state.client.upsert_log_score(write.log_id, body, api_key=key)))
 
     async def update_score(ctx: Context, **arguments: Any) -> Score:
         update = validated(ScoreUpdate, arguments)
         key = caller_key(ctx)
-        body = await _answer(state.checked_body(update, key))
-        return _score(await _answer(state.client.update_score(update.score_id, body, api_key=key)))
-
-    async def list_evaluators(ctx: Context, **arguments: Any) -> EvaluatorPage:
-        query = validated(ListEvaluators, arguments)
-        search = state.evaluators.search(query.search, query.page or 1, query.page_size or 20, caller_key(ctx))
-        return await _answer(search)
-
-    async def list_log_scores(ctx: Context, **arguments: Any) -> ScorePage:
-        query = validated(ListLogScores, arguments)
-        page = query.page or 1
-        data = await _answer(
-            state.client.request(
-                "GET",
-                f"/logs/{path_segment(query.log_id)}/scores/",
-                params={"page": page, "page_size": query.page_size or 20},
-                api_key=caller_key(ctx),
-                not_found=f"check that log_id '{query.log_id}' is a log in this Respan project",
-            )
-        )
-        results = data.get("results", []) if isinstance(data, dict) else []
-        return ScorePage(
-            count=data.get("count", len(results)) if isinstance(data, dict) else 0,
-            scores=[Score.model_validate(item) for item in results],
-            next_page=page + 1 if isinstance(data, dict) and data.get("next") else None,
-        )
-
-    async def get_score(ctx: Context, **arguments: Any) -> Score:
-        query = validated(GetScore, arguments)
-        read = state.client.request(
-            "GET",
-            f"/scores/{path_segment(query.score_id)}/",
-            api_key=caller_key(ctx),
-            not_found=f"no score has id '{query.score_id}'",
-        )
-        return _score(await _answer(read))
+        body = await tool_answer(state.checked_body(update, key))
+        return score_from(await tool_answer(state.client.update_score(update.score_id, body, api_key=key)))
 
     async def upsert_log_scores(ctx: Context, **arguments: Any) -> BatchResult | CallToolResult:
         batch = validated(BatchWrite, arguments)
@@ -198,7 +157,7 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
 
     tools = [
         model_tool(
-            upsert_log_score,
+            state.tracked(upsert_log_score),
             LogScoreWrite,
             Score,
             title="Score a log",
@@ -213,7 +172,7 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
             ),
         ),
         model_tool(
-            update_score,
+            state.tracked(update_score),
             ScoreUpdate,
             Score,
             title="Change a score",
@@ -225,7 +184,7 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
             ),
         ),
         model_tool(
-            upsert_log_scores,
+            state.tracked(upsert_log_scores),
             BatchWrite,
             BatchResult,
             title="Score many logs",
@@ -237,34 +196,7 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
                 "deferred items again after retry_after_seconds (safe: writes are idempotent upserts)."
             ),
         ),
-        model_tool(
-            list_evaluators,
-            ListEvaluators,
-            EvaluatorPage,
-            title="List evaluators",
-            annotations=READ,
-            description=(
-                "List Respan evaluators with what a score for each must look like: its id and slug, "
-                "score_value_type, the value field to use, and its range or choices. Call this first if you do "
-                "not know an evaluator's type; filter with search (part of a slug or name)."
-            ),
-        ),
-        model_tool(
-            list_log_scores,
-            ListLogScores,
-            ScorePage,
-            title="List a log's scores",
-            annotations=READ,
-            description="List the scores a Respan log has (GET /api/logs/{log_id}/scores/), newest first, a page at a time.",
-        ),
-        model_tool(
-            get_score,
-            GetScore,
-            Score,
-            title="Read a score",
-            annotations=READ,
-            description="Read one score by its id (GET /api/scores/{score_id}/).",
-        ),
+        *read_tools(state),
     ]
     server = MCPServer(
         "respan",
@@ -276,6 +208,7 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
         tools=tools,
     )
     server.prompt(name="self_grade", title="Grade your own run")(prompts.self_grade)
+    server.state = state  # type: ignore[attr-defined]  # the transports drain and health-check through it
 
     @server.completion()
     async def complete(ref: Any, argument: CompletionArgument, _context: Any) -> Completion | None:
@@ -294,37 +227,3 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
 
     return server
 
-
-async def _answer(call: Awaitable[Any]) -> Any:
-    """Await a check or an API call; its failure becomes a tool error the agent can act on."""
-    try:
-        return await call
-    except ScoreValueError as exc:
-        raise ToolError(f"{exc}. Nothing was sent.") from None
-    except RespanError as exc:
-        raise ToolError(str(exc)) from None
-
-
-def _score(answer: Any) -> Score:
-    if not isinstance(answer, dict) or "id" not in answer:
-        raise ToolError("The Respan API answered without a score; check RESPAN_BASE_URL points at the Respan API.")
-    return Score.model_validate(answer)
-
-
-def serve(config: Config, *, transport: str = "stdio", host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the server until the host closes stdio or the HTTP server is stopped."""
-    server = build_server(config)
-    if transport == "stdio":
-        server.run("stdio")
-        return
-
-    import anyio
-    import uvicorn
-
-    if transport == "sse":
-        app = server.sse_app(host=host)
-    else:
-        # Stateless: any replica behind a load balancer can answer any request.
-        app = server.streamable_http_app(stateless_http=True, host=host)
-    uvicorn_config = uvicorn.Config(app, host=host, port=port, log_level=config.log_level.lower())
-    anyio.run(uvicorn.Server(uvicorn_config).serve)

@@ -11,13 +11,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, SkipValidation, ValidationError, create_model
 
-from respan_mcp.models import describe_invalid, flat_schema
+from respan_mcp.client import RespanError
+from respan_mcp.models import Score, ScoreValueError, describe_invalid, flat_schema
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -31,6 +33,32 @@ def validated(model: type[ModelT], arguments: dict[str, Any]) -> ModelT:
         return model.model_validate(arguments)
     except ValidationError as exc:
         raise ToolError(f"{describe_invalid(exc, model)}. Nothing was sent.") from None
+
+
+async def tool_answer(call: Awaitable[Any]) -> Any:
+    """Await a check or an API call; its failure becomes a tool error the agent can act on."""
+    try:
+        return await call
+    except ScoreValueError as exc:
+        raise ToolError(f"{exc}. Nothing was sent.") from None
+    except RespanError as exc:
+        raise ToolError(str(exc)) from None
+
+
+def score_from(answer: Any) -> Score:
+    """The API's answer as a Score, or a tool error when it is not one (a wrong base URL, say)."""
+    if not isinstance(answer, dict) or "id" not in answer:
+        raise ToolError("The Respan API answered without a score; check RESPAN_BASE_URL points at the Respan API.")
+    return Score.model_validate(answer)
+
+
+def caller_key(ctx: Context) -> str | None:
+    """The caller's own Respan key, from `Authorization: Bearer` on HTTP transports; None on stdio."""
+    headers = ctx.headers
+    if not headers:
+        return None
+    scheme, _, token = (headers.get("authorization") or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 class _PassThrough(ArgModelBase):
