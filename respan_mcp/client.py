@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_MESSAGE = 300
+PAGE_SUMMARY = 100  # a proxy's page is a hint, not the API's words: keep the whole message one short line
 KEY_HELP = "set RESPAN_API_KEY to an API key from the Respan dashboard, or run `respan login`"
 
 
@@ -122,11 +123,11 @@ def _summarise_text(text: str) -> str:
     title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
     text = title.group(1) if title else re.sub(r"<(script|style)\b.*?</\1>", " ", text, flags=re.I | re.S)
     text = re.sub(r"<[^>]+>", " ", text)
-    return _clip(" ".join(text.split()))
+    return _clip(" ".join(text.split()), PAGE_SUMMARY)
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+def _clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _retry_after(response: httpx2.Response) -> float | None:

@@ -63,6 +63,7 @@ class _Scripted:
     body: dict[str, Any] | str | None
     headers: dict[str, str]
     delay: float
+    method: str | None = None  # only requests with this method take it; None: any request
 
 
 def _now() -> str:
@@ -158,10 +159,11 @@ class FakeRespan:
         headers: dict[str, str] | None = None,
         times: int = 1,
         delay: float = 0.0,
+        method: str | None = None,
     ) -> None:
-        """Answer the next `times` API requests with this, before normal handling (FIFO)."""
+        """Answer the next `times` API requests (of `method`, if given) with this, before normal handling (FIFO)."""
         for _ in range(times):
-            self._scripted.append(_Scripted(status, body, headers or {}, delay))
+            self._scripted.append(_Scripted(status, body, headers or {}, delay, method))
 
     def writes(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method in ("POST", "PATCH")]
@@ -185,8 +187,9 @@ class FakeRespan:
         self.requests.append(RecordedRequest(request.method, raw_path, request.url.query, headers, body))
         if self.latency:
             await asyncio.sleep(self.latency)
-        if self._scripted:
-            scripted = self._scripted.popleft()
+        scripted = next((s for s in self._scripted if s.method in (None, request.method)), None)
+        if scripted is not None:
+            self._scripted.remove(scripted)
             if scripted.delay:
                 await asyncio.sleep(scripted.delay)
             if isinstance(scripted.body, str):
