@@ -87,10 +87,19 @@ class APITimeoutError(RespanError):
     """The request was sent but no answer came in time: the write may or may not have happened."""
 
 
+class InvalidIdError(RespanError):
+    """An id that cannot be one path segment, so it is never sent."""
+
+
 def path_segment(value: str) -> str:
-    """Percent-encode one path segment so an id like `../x` or `a/b` can never leave its route."""
-    segment = quote(value, safe="")
-    return segment.replace(".", "%2E") if segment in (".", "..") else segment
+    """Percent-encode one path segment so an id like `../x` or `a/b` can never leave its route.
+
+    `.` and `..` are refused outright: encoded as `%2E%2E` they are still dot segments to any
+    proxy that normalises URLs (RFC 3986), and no Respan id is one.
+    """
+    if value in (".", ".."):
+        raise InvalidIdError(f"'{value}' is not a Respan id; use the id as Respan shows it. Nothing was sent.")
+    return quote(value, safe="")
 
 
 def api_message(response: httpx2.Response) -> str:

@@ -13,6 +13,7 @@ from respan_mcp.client import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    InvalidIdError,
     MissingAPIKeyError,
     NotFoundError,
     RateLimitError,
@@ -98,7 +99,7 @@ async def test_per_call_key_wins() -> None:
     assert seen[0].headers["authorization"] == "Bearer caller-key"
 
 
-@pytest.mark.parametrize("log_id", ["../x", "..", ".", "a/b", "a?b=c", "a#b", "%2e%2e", "x/../../admin"])
+@pytest.mark.parametrize("log_id", ["../x", "a/b", "a?b=c", "a#b", "%2e%2e", "x/../../admin", "..."])
 async def test_hostile_ids_stay_in_their_segment(log_id: str) -> None:
     client, seen = client_with(httpx2.Response(201, json=SCORE))
     await client.upsert_log_score(log_id, {"evaluator_slug": "q", "numerical_value": 1})
@@ -107,6 +108,14 @@ async def test_hostile_ids_stay_in_their_segment(log_id: str) -> None:
     segment = raw.removeprefix("/api/logs/").removesuffix("/scores/")
     assert "/" not in segment and segment not in (".", "..") and "?" not in raw
     assert segment == path_segment(log_id)
+
+
+@pytest.mark.parametrize("log_id", ["..", "."])
+async def test_dot_segment_ids_are_refused_unsent(log_id: str) -> None:
+    client, seen = client_with(httpx2.Response(201, json=SCORE))
+    with pytest.raises(InvalidIdError, match="not a Respan id"):
+        await client.upsert_log_score(log_id, {"evaluator_slug": "q", "numerical_value": 1})
+    assert seen == []
 
 
 async def test_missing_key_sends_nothing() -> None:

@@ -22,8 +22,8 @@ from tests.fake_api import FakeRespan, RunningFakeRespan
 
 pytestmark = pytest.mark.anyio
 
-TIMEOUT = 2.0  # seconds the server waits for the API; the slow row answers after SLOW
-SLOW = 4.0
+TIMEOUT = 1.0  # seconds the server waits for the API; the slow row answers after SLOW
+SLOW = 2.0
 RETRIES = 2
 HTML_502 = (
     "<!DOCTYPE html><html><head><style>body{font:14px sans-serif}</style></head><body>"
@@ -214,7 +214,7 @@ async def test_max_retries_flag_wins_over_the_environment(api: RunningFakeRespan
 
 
 async def test_timeout_flag_bounds_each_request(api: RunningFakeRespan, fake: FakeRespan) -> None:
-    fake.fail_next(201, {"id": "late"}, delay=3, method="POST")
+    fake.fail_next(201, {"id": "late"}, delay=1.5, method="POST")
     env = server_env(api.url, RESPAN_TIMEOUT="30")
     params = StdioServerParameters(command=console_script(), args=["--timeout", "0.5"], env=env)
     async with Client(params) as client:
