@@ -32,7 +32,13 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "RESPAN_EVALUATOR_TTL": "Seconds an evaluator's description is cached for checking scores (default 300).",
     "RESPAN_MAX_CONCURRENCY": "Most API requests in flight at once; more wait their turn (default 16).",
     "RESPAN_BATCH_DEADLINE": "Seconds upsert_log_scores may run before it returns what is left as deferred (default 45).",
+    "RESPAN_ALLOW_SERVER_KEY": "1: over HTTP, callers without their own key use the server's key whatever the bind "
+    "(default: only on a loopback bind, and not for requests that came through a proxy).",
+    "RESPAN_LOG_FORMAT": "text (default) or json: json logs one line per tool call on stderr (never the key or "
+    "a score value).",
 }
+
+LOG_FORMATS = ("text", "json")
 
 
 def normalise_base_url(url: str) -> str:
@@ -53,6 +59,8 @@ class Config:
     evaluator_ttl: float = 300.0
     max_concurrency: int = 16
     batch_deadline: float = 45.0
+    allow_server_key: bool = False  # lend the server's key to HTTP callers beyond loopback
+    log_format: str = "text"
 
     @property
     def api_url(self) -> str:
@@ -80,7 +88,15 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         evaluator_ttl=_number(env, "RESPAN_EVALUATOR_TTL", 300.0, float),
         max_concurrency=max(1, _number(env, "RESPAN_MAX_CONCURRENCY", 16, int)),
         batch_deadline=_number(env, "RESPAN_BATCH_DEADLINE", 45.0, float),
+        allow_server_key=(env.get("RESPAN_ALLOW_SERVER_KEY") or "").strip().lower() in ("1", "true", "yes", "on"),
+        log_format=_log_format(env.get("RESPAN_LOG_FORMAT") or "text"),
     )
+
+
+def _log_format(raw: str) -> str:
+    if raw.strip().lower() not in LOG_FORMATS:
+        raise SystemExit(f"respan-mcp: RESPAN_LOG_FORMAT must be text or json, got {raw!r}")
+    return raw.strip().lower()
 
 
 def saved_credentials(env: Mapping[str, str]) -> tuple[str | None, str | None]:

@@ -7,7 +7,7 @@ than from function signatures, so the models stay the one source of truth.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,16 +15,19 @@ import anyio
 import httpx2
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.types import CallToolResult, Completion, CompletionArgument, PromptReference, TextContent
+from mcp.server.context import ServerRequestContext
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, CompleteRequestParams, CompleteResult, Completion, PromptReference, TextContent
 
 from respan_mcp import prompts
 from respan_mcp.batch import MAX_DEADLINE, BatchResult, BatchWrite, is_error, write_batch
+from respan_mcp.calllog import CallLog, StatusRecorder
 from respan_mcp.client import RespanClient, RespanError, package_version
 from respan_mcp.config import Config
 from respan_mcp.evaluators import EvaluatorCache
 from respan_mcp.models import PAIRING_TABLE_TEXT, LogScoreWrite, Score, ScoreUpdate
 from respan_mcp.reads import read_tools
-from respan_mcp.tooling import caller_key, model_tool, score_from, tool_answer, validated
+from respan_mcp.tooling import caller_key, key_for, model_tool, score_from, tool_answer, validated
 
 INSTRUCTIONS = f"""\
 Write evaluation scores into Respan. If you do not know an evaluator's type, call list_evaluators
@@ -33,6 +36,10 @@ updates the score a log has for one evaluator (calling it again updates that sco
 update_score changes a score by its id; upsert_log_scores writes many at once; get_score and
 list_log_scores read scores back; the self_grade prompt walks you through grading a run. Send
 exactly one value field, the one the evaluator's score_value_type takes: {PAIRING_TABLE_TEXT}."""
+
+
+# Headers a proxy adds: their presence means loopback no longer says who the caller is.
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 
 
 class ServerState:
@@ -51,6 +58,11 @@ class ServerState:
         self._users = 0
         self.in_flight = 0
         self._idle: anyio.Event | None = None
+        self.loopback_bind = False  # set by transports.serve: may HTTP callers without a key use ours?
+        self.draining = False  # set by transports.serve on SIGTERM: /readyz answers 503
+        self._call_log = CallLog() if config.log_format == "json" else None
+        if self._call_log is not None:
+            self._transport = StatusRecorder(transport)
 
     @property
     def client(self) -> RespanClient:
@@ -84,13 +96,32 @@ class ServerState:
             evaluator.check(write)
         return body
 
+    def server_key_refusal(self, headers: Mapping[str, str]) -> str | None:
+        """Why an HTTP caller without a key of their own may not use the server's; None when they may.
+
+        A loopback bind says the caller is on this machine only while nothing forwards
+        to it: behind a proxy every request comes from loopback, so a forwarding header
+        withdraws the loan. `--allow-server-key` lends it to whoever can reach the port.
+        """
+        if not self.config.api_key:
+            return "This server has no Respan API key of its own"
+        if self.config.allow_server_key:
+            return None
+        if not self.loopback_bind:
+            return "This server lends its Respan API key only to callers on its own machine"
+        if any(name in headers for name in FORWARDING_HEADERS):
+            return "This server does not lend its Respan API key to requests that came through a proxy"
+        return None
+
     def tracked(self, tool: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        """Count the tool's calls in flight, so shutdown can wait for them."""
+        """Count the tool's calls in flight, so shutdown can wait for them; log each in json mode."""
 
         @functools.wraps(tool)
         async def call(ctx: Context, **arguments: Any) -> Any:
             self.in_flight += 1
             try:
+                if self._call_log is not None:
+                    return await self._call_log.record(tool.__name__, ctx, tool(ctx, **arguments))
                 return await tool(ctx, **arguments)
             finally:
                 self.in_flight -= 1
@@ -210,20 +241,29 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
     server.prompt(name="self_grade", title="Grade your own run")(prompts.self_grade)
     server.state = state  # type: ignore[attr-defined]  # the transports drain and health-check through it
 
-    @server.completion()
-    async def complete(ref: Any, argument: CompletionArgument, _context: Any) -> Completion | None:
-        """Evaluator slugs for self_grade's `evaluators`, when a key is configured."""
+    async def complete(ctx: ServerRequestContext[Any], params: CompleteRequestParams) -> CompleteResult:
+        """Evaluator slugs for self_grade's `evaluators`, found with the caller's key or a key we may lend."""
+        ref, argument = params.ref, params.argument
+        nothing = CompleteResult(completion=Completion(values=[]))
         if not (isinstance(ref, PromptReference) and ref.name == "self_grade" and argument.name == "evaluators"):
-            return None
-        if not config.api_key:
-            return Completion(values=[])
+            return nothing
+        headers = getattr(ctx.request, "headers", None)
+        try:
+            key = key_for(headers, state) if headers else None
+        except ToolError:  # this caller may not use the server's key: no lookup on its behalf
+            return nothing
+        if not (key or config.api_key):
+            return nothing
         current = argument.value.rpartition(",")[2].strip()
         try:
-            page = await state.evaluators.search(current or None, 1, 100, None)
+            page = await state.evaluators.search(current or None, 1, 100, key)
         except RespanError:
-            return Completion(values=[])
+            return nothing
         slugs = [e.evaluator_slug for e in page.evaluators if e.evaluator_slug]
-        return Completion(values=prompts.complete_slugs(argument.value, slugs))
+        return CompleteResult(completion=Completion(values=prompts.complete_slugs(argument.value, slugs)))
+
+    # Registered on the low-level server: unlike `@server.completion()`, its handler sees the request headers.
+    server._lowlevel_server.add_request_handler("completion/complete", CompleteRequestParams, complete)
 
     return server
 

@@ -8,7 +8,7 @@ wrong one in plain words.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from mcp.server.mcpserver import Context
@@ -52,13 +52,32 @@ def score_from(answer: Any) -> Score:
     return Score.model_validate(answer)
 
 
+SEND_YOUR_KEY = "add the header 'Authorization: Bearer <your Respan API key>' to your MCP client's configuration"
+
+
 def caller_key(ctx: Context) -> str | None:
-    """The caller's own Respan key, from `Authorization: Bearer` on HTTP transports; None on stdio."""
+    """The key this call is made with: the caller's own, or None for the server's.
+
+    On stdio (no headers) the server's key is the host's own. Over HTTP,
+    `Authorization: Bearer <key>` is the caller's key for this call only; a caller
+    without one gets the server's key only where the server may lend it
+    (`ServerState.server_key_refusal`), and otherwise a tool error before anything is sent.
+    """
     headers = ctx.headers
     if not headers:
         return None
+    return key_for(headers, ctx.request_context.lifespan_context)
+
+
+def key_for(headers: Mapping[str, str], state: Any) -> str | None:
+    """`caller_key` for handlers that see the request headers but no tool Context."""
     scheme, _, token = (headers.get("authorization") or "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    refusal = state.server_key_refusal(headers)
+    if refusal:
+        raise ToolError(f"{refusal}: {SEND_YOUR_KEY}. Nothing was sent to Respan.")
+    return None
 
 
 class _PassThrough(ArgModelBase):

@@ -8,15 +8,24 @@ seconds) and the HTTP client is closed before the process exits with 0.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from io import TextIOWrapper
+from types import FrameType
 from typing import Any
 
 import anyio
+import uvicorn
 from mcp.server.stdio import stdio_server
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
+from respan_mcp import calllog
 from respan_mcp.config import Config
 from respan_mcp.server import ServerState, build_server
 
@@ -26,21 +35,110 @@ SHUTDOWN_GRACE = 20.0  # seconds; in-flight calls are bounded by RESPAN_TIMEOUT 
 def serve(config: Config, *, transport: str = "stdio", host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run until the host closes stdin, or a signal stops the process."""
     server = build_server(config)
+    calllog.configure(config.log_format, config.log_level)  # after the SDK's own logging set-up, to replace it
     if transport == "stdio":
         anyio.run(_serve_stdio, server)
         return
 
-    import uvicorn
-
+    state: ServerState = server.state
+    state.loopback_bind = is_loopback(host)
+    if not state.loopback_bind:
+        calllog.notice(config.log_format, _network_notice(host, config))
+    server.custom_route("/healthz", methods=["GET"])(_healthz)
+    server.custom_route("/readyz", methods=["GET"])(functools.partial(_readyz, state))
+    security = _security(host)
     if transport == "sse":
-        app = server.sse_app(host=host)
+        app = server.sse_app(host=host, transport_security=security)
     else:
         # Stateless: any replica behind a load balancer can answer any request.
-        app = server.streamable_http_app(stateless_http=True, host=host)
+        app = server.streamable_http_app(stateless_http=True, host=host, transport_security=security)
     uvicorn_config = uvicorn.Config(
-        app, host=host, port=port, log_level=config.log_level.lower(), timeout_graceful_shutdown=int(SHUTDOWN_GRACE)
+        app,
+        host=host,
+        port=port,
+        log_level=config.log_level.lower(),
+        timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
+        log_config=None if config.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
-    anyio.run(uvicorn.Server(uvicorn_config).serve)
+    anyio.run(_DrainingServer(uvicorn_config, state).serve)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def _security(host: str) -> TransportSecuritySettings | None:
+    """On a loopback bind, refuse a foreign Host or Origin (DNS rebinding), as the SDK does for 127.0.0.1.
+
+    On a network bind the names a caller may use (a DNS name, a proxy's upstream name, a pod
+    address) cannot be known here, so the SDK leaves Host unchecked; the key rule keeps such a
+    bind from lending the server's key to anyone who sends no key of their own.
+    """
+    if not is_loopback(host):
+        return None
+    hosts = ["127.0.0.1", "localhost", "[::1]", f"[{host}]" if ":" in host else host]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[f"{name}:*" for name in dict.fromkeys(hosts)],
+        allowed_origins=[f"http://{name}:*" for name in dict.fromkeys(hosts)],
+    )
+
+
+def _network_notice(host: str, config: Config) -> str:
+    if config.allow_server_key and config.api_key:
+        policy = "--allow-server-key is set: every caller who can reach this port may use the server's Respan key"
+    else:
+        policy = (
+            "each caller must send its own Respan key as 'Authorization: Bearer <key>'; the server's key is "
+            "lent only on a loopback bind (or with --allow-server-key)"
+        )
+    return f"listening on {host}, which is not a loopback address: {policy}."
+
+
+async def _healthz(_request: Request) -> Response:
+    """The process is up. No key, no request to Respan."""
+    return JSONResponse({"status": "ok"})
+
+
+async def _readyz(state: ServerState, _request: Request) -> Response:
+    """Ready for new calls: 503 once draining, so a load balancer sends them elsewhere."""
+    if state.draining:
+        return JSONResponse({"status": "draining"}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn, with its signal handling taught to drain first.
+
+    On SIGTERM or SIGINT the server keeps serving, /readyz says 503, and the calls in
+    flight finish (for at most SHUTDOWN_GRACE seconds); then uvicorn's own shutdown
+    closes the listener and lets open responses complete. A second signal stops at once.
+    The signal is not recorded for uvicorn to raise again after shutdown, which would
+    end the process by that signal instead of with exit code 0.
+    """
+
+    def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
+        super().__init__(config)
+        self.state = state
+        self._drain_until: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain_until is None:
+            self.state.draining = True
+            self._drain_until = time.monotonic() + SHUTDOWN_GRACE
+        else:
+            self.should_exit = True
+            self.force_exit = sig == signal.SIGINT
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._drain_until is not None and not self.should_exit:
+            self.should_exit = self.state.in_flight == 0 or time.monotonic() >= self._drain_until
+        return await super().on_tick(counter)
 
 
 async def _serve_stdio(server: Any) -> None:
