@@ -267,10 +267,10 @@ class RespanClient:
             if not isinstance(error, RespanError):
                 return error
             if not error.retryable or attempt >= retries:
-                raise error
+                raise _without_key(error, key)
             delay = error.retry_after if error.retry_after is not None else _backoff(attempt)
             if delay > self.max_retry_wait:
-                raise error  # its message already says when to retry
+                raise _without_key(error, key)  # its message already says when to retry
             logger.warning("Respan %s %s failed (%s); retry %d in %.1f s", method, path, error.status, attempt + 1, delay)
             await anyio.sleep(delay)
             attempt += 1
@@ -315,6 +315,13 @@ class RespanClient:
                     response.status_code,
                 )
         return error_from_response(response, not_found)
+
+
+def _without_key(error: RespanError, key: str) -> RespanError:
+    """The error, with the key cut out of the API's words: some servers and proxies echo the token back."""
+    if key in str(error):
+        error.args = (str(error).replace(key, "[API key]"),)
+    return error
 
 
 def _backoff(attempt: int) -> float:
