@@ -52,15 +52,16 @@ def serve(config: Config, *, transport: str = "stdio", host: str = "127.0.0.1", 
     else:
         # Stateless: any replica behind a load balancer can answer any request.
         app = server.streamable_http_app(stateless_http=True, host=host, transport_security=security)
+    gate = _DrainGate(app, state, "/sse" if transport == "sse" else "/mcp", count=transport != "sse")
     uvicorn_config = uvicorn.Config(
-        app,
+        gate,
         host=host,
         port=port,
         log_level=config.log_level.lower(),
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
         log_config=None if config.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
-    anyio.run(_DrainingServer(uvicorn_config, state).serve)
+    anyio.run(_DrainingServer(uvicorn_config, state, gate).serve)
 
 
 def is_loopback(host: str) -> bool:
@@ -81,11 +82,11 @@ def _security(host: str) -> TransportSecuritySettings | None:
     """
     if not is_loopback(host):
         return None
-    hosts = ["127.0.0.1", "localhost", "[::1]", f"[{host}]" if ":" in host else host]
+    hosts = list(dict.fromkeys(["127.0.0.1", "localhost", "[::1]", f"[{host}]" if ":" in host else host]))
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
-        allowed_hosts=[f"{name}:*" for name in dict.fromkeys(hosts)],
-        allowed_origins=[f"http://{name}:*" for name in dict.fromkeys(hosts)],
+        allowed_hosts=hosts + [f"{name}:*" for name in hosts],  # a proxy in front may send `Host: localhost`
+        allowed_origins=[f"http://{name}:*" for name in hosts],
     )
 
 
@@ -112,19 +113,50 @@ async def _readyz(state: ServerState, _request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
+class _DrainGate:
+    """ASGI wrapper: while draining, new MCP work is answered 503, so a proxy retries it on another replica.
+
+    Streamable HTTP requests are counted from arrival to last byte, so draining waits
+    for a request even before its tool call has started. On SSE only new streams are
+    refused: calls on an open stream belong to this replica and are counted as tool calls.
+    """
+
+    def __init__(self, app: Any, state: ServerState, path: str, *, count: bool) -> None:
+        self.app, self.state, self.path, self.count = app, state, path, count
+        self.in_flight = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].rstrip("/") != self.path:
+            await self.app(scope, receive, send)
+            return
+        if self.state.draining:
+            busy = JSONResponse(
+                {"detail": "This replica is shutting down; send the request again (another replica will answer)."},
+                status_code=503,
+                headers={"Retry-After": "1", "Connection": "close"},
+            )
+            await busy(scope, receive, send)
+            return
+        self.in_flight += self.count
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= self.count
+
+
 class _DrainingServer(uvicorn.Server):
     """uvicorn, with its signal handling taught to drain first.
 
-    On SIGTERM or SIGINT the server keeps serving, /readyz says 503, and the calls in
-    flight finish (for at most SHUTDOWN_GRACE seconds); then uvicorn's own shutdown
+    On SIGTERM or SIGINT /readyz says 503, new MCP work is refused (see _DrainGate),
+    and the calls in flight finish (for at most SHUTDOWN_GRACE seconds); then uvicorn's own shutdown
     closes the listener and lets open responses complete. A second signal stops at once.
     The signal is not recorded for uvicorn to raise again after shutdown, which would
     end the process by that signal instead of with exit code 0.
     """
 
-    def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
+    def __init__(self, config: uvicorn.Config, state: ServerState, gate: _DrainGate) -> None:
         super().__init__(config)
-        self.state = state
+        self.state, self.gate = state, gate
         self._drain_until: float | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -137,7 +169,8 @@ class _DrainingServer(uvicorn.Server):
 
     async def on_tick(self, counter: int) -> bool:
         if self._drain_until is not None and not self.should_exit:
-            self.should_exit = self.state.in_flight == 0 or time.monotonic() >= self._drain_until
+            idle = self.state.in_flight == 0 and self.gate.in_flight == 0
+            self.should_exit = idle or time.monotonic() >= self._drain_until
         return await super().on_tick(counter)
 
 

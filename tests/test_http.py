@@ -269,9 +269,12 @@ async def test_sigterm_lets_a_slow_call_finish_and_exits_0(
                         while (ready := await http.get("/readyz")).status_code == 200:
                             await anyio.sleep(0.02)
                     health = await http.get("/healthz")
+                    refused = await http.post("/mcp", json={}, headers={"Accept": "application/json, text/event-stream"})
                 assert not answers  # still in flight while /readyz says draining
                 assert (ready.status_code, ready.json()) == (503, {"status": "draining"})
                 assert health.status_code == 200
+                if transport == "streamable-http":  # new work goes elsewhere: a proxy retries a 503
+                    assert refused.status_code == 503 and "shutting down" in refused.text
         assert not answers[0].is_error, answers[0].content
         assert answers[0].structured_content["numerical_value"] == 1
         assert server.process.wait(timeout=30) == 0
