@@ -1,0 +1,46 @@
+"""The benchmark scripts, run in their smoke modes so they cannot rot.
+
+Only that they run and report every figure is checked: timings on a shared machine are
+noise at these sizes, and thresholds belong to the full runs (see README, Performance).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_script(name: str, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / name), "--quick", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+
+
+def test_run_py_reports_every_figure_for_both_servers(tmp_path: Path) -> None:
+    done = run_script("run.py", tmp_path / "results.json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads((tmp_path / "results.json").read_text())["figures"]
+    assert {"cold_start_ms", "call_p50_ms", "call_p99_ms", "network_floor_p50_ms", "rss_calls_mb", "rss_growth_mb",
+            "http_1_clients_per_s", "http_2_clients_per_s"} <= set(figures)
+    for key, figure in figures.items():
+        if key != "rss_growth_mb":  # a difference, may be 0
+            assert figure["baseline"] > 0 and figure["ours"] > 0, key
+    assert figures["cold_start_ms"]["ratio"] is not None
+    assert "| cold start: spawn to tools/list answered" in done.stdout
+
+
+def test_batch_py_writes_every_score_resending_what_the_deadline_deferred(tmp_path: Path) -> None:
+    done = run_script("batch.py", tmp_path / "batch.json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    document = json.loads((tmp_path / "batch.json").read_text())
+    assert document["speedup"]["ratio"] > 0
+    run = document["rate_limited"]
+    assert run["stored"] == 48  # every score reached the stand-in
+    assert len(run["calls"]) >= 2 and run["calls"][0]["written"] < 48  # the first call deferred some
+    assert sum(call["written"] for call in run["calls"]) == 48
+    assert "speed-up (target >= 5x)" in done.stdout
