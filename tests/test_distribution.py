@@ -31,7 +31,7 @@ VERSION = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(),
 # Files the test suite reads from the source tree; an sdist without them cannot run its own tests.
 SDIST_NEEDS = [
     "pyproject.toml", "README.md", "LICENSE", "manifest.json", "server.json", "Dockerfile", ".dockerignore",
-    "deploy/kubernetes/deployment.yaml", "scripts/build-bundle.sh", "tests/conftest.py", "tests/fake_api.py",
+    "deploy/kubernetes/deployment.yaml", "scripts/build-bundle.sh", "benchmarks/run.py", "tests/conftest.py", "tests/fake_api.py",
     "tests/schemas/server.schema.json",
 ]
 
