@@ -36,10 +36,6 @@ async def test_manifest_lists_every_tool_the_server_serves() -> None:
     assert {prompt["name"] for prompt in MANIFEST.get("prompts", [])} == prompts
 
 
-def test_manifest_version_is_the_package_version() -> None:
-    assert MANIFEST["version"] == VERSION
-
-
 def test_manifest_user_config_feeds_the_server() -> None:
     api_key, base_url = MANIFEST["user_config"]["api_key"], MANIFEST["user_config"]["base_url"]
     assert api_key["type"] == "string" and api_key["sensitive"] is True and api_key["required"] is True
