@@ -7,20 +7,15 @@ seconds) and the HTTP client is closed before the process exits with 0.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import ipaddress
 import signal
-import sys
 import time
-from collections.abc import AsyncIterator
-from io import TextIOWrapper
 from types import FrameType
 from typing import Any
 
 import anyio
 import uvicorn
-from mcp.server.stdio import stdio_server
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -28,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from respan_mcp import calllog
 from respan_mcp.config import Config
 from respan_mcp.server import ServerState, build_server
+from respan_mcp.stdio import serve_stdio
 
 SHUTDOWN_GRACE = 20.0  # seconds; in-flight calls are bounded by RESPAN_TIMEOUT anyway
 
@@ -175,43 +171,4 @@ class _DrainingServer(uvicorn.Server):
 
 
 async def _serve_stdio(server: Any) -> None:
-    state: ServerState = server.state
-    lowlevel = server._lowlevel_server  # the SDK's own stdio runner takes no stdin of ours
-    async with anyio.create_task_group() as group:
-        group.start_soon(_stop_on_signal, state, group.cancel_scope)
-        async with stdio_server(stdin=_stdin_until_drained(state)) as (read_stream, write_stream):  # type: ignore[arg-type]
-            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
-        group.cancel_scope.cancel()
-
-
-async def _stdin_until_drained(state: ServerState) -> AsyncIterator[str]:
-    """stdin's lines; at EOF, the SDK hears of it only once the calls in flight have answered."""
-    async for line in _stdin_lines():
-        yield line
-    await state.drained(SHUTDOWN_GRACE)
-
-
-async def _stdin_lines() -> AsyncIterator[str]:
-    """Read stdin without a blocked thread, so a signal can end the process mid-read."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=2**24)
-    try:
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
-    except (ValueError, OSError):  # a regular file, or a platform without pipe support
-        async for line in anyio.wrap_file(TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")):
-            yield line
-        return
-    while line := await reader.readline():
-        yield line.decode("utf-8", errors="replace")
-
-
-async def _stop_on_signal(state: ServerState, scope: anyio.CancelScope) -> None:
-    try:
-        receiver = anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT)
-    except NotImplementedError:  # Windows: the host closes stdin instead
-        return
-    with receiver as signals:
-        async for _ in signals:
-            await state.drained(SHUTDOWN_GRACE)
-            scope.cancel()
-            return
+    await serve_stdio(server)  # respan_mcp.stdio: answers every request read before exiting

@@ -1,0 +1,136 @@
+"""Graceful shutdown over stdio: a call in flight when the host sends SIGTERM or SIGINT, or closes
+stdin, still gets its answer, and the process exits 0 without a traceback.
+
+The MCP messages are written by hand here, because the test needs the server's pid for signals.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import API_KEY, console_script, server_env
+from tests.fake_api import FakeRespan, RunningFakeRespan
+
+SLOW = 2.0  # seconds the API takes over the write in flight
+LATE_SCORE = {"id": "score_late", "created_at": "2026-11-24T00:00:00Z", "log_id": "log-1", "numerical_value": 4.0}
+
+
+class StdioServer:
+    """The console script with pipes; responses are read on a thread so a wait can time out."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [console_script()], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        self._lines: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.request(1, "initialize", {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"},
+        })
+        assert "result" in self.answer(1)
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def _read(self) -> None:
+        for line in self.process.stdout:  # type: ignore[union-attr]
+            self._lines.put(line)
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.process.stdin.write(json.dumps(message).encode() + b"\n")  # type: ignore[union-attr]
+        self.process.stdin.flush()  # type: ignore[union-attr]
+
+    def request(self, id: int, method: str, params: dict[str, Any]) -> None:
+        self.send({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+
+    def answer(self, id: int, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            message = json.loads(self._lines.get(timeout=max(0.01, deadline - time.monotonic())))
+            if message.get("id") == id:
+                return message
+
+    def finish(self) -> tuple[int, str]:
+        """Exit code and stderr, once the process has ended by itself."""
+        code = self.process.wait(timeout=60)
+        return code, self.process.stderr.read().decode()  # type: ignore[union-attr]
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def fake() -> FakeRespan:
+    fake = FakeRespan(api_keys=(API_KEY,))
+    fake.add_log("log-1")
+    return fake
+
+
+@pytest.fixture
+def server(fake: FakeRespan) -> Iterator[StdioServer]:
+    with RunningFakeRespan(fake) as api:
+        started = StdioServer(server_env(api.url))
+        try:
+            yield started
+        finally:
+            started.kill()
+
+
+def call_in_flight(server: StdioServer, fake: FakeRespan) -> None:
+    """Start a write that the API answers only after SLOW seconds; return once the API has it."""
+    fake.fail_next(201, LATE_SCORE, delay=SLOW, method="POST")
+    server.request(2, "tools/call", {
+        "name": "upsert_log_score",
+        "arguments": {"log_id": "log-1", "evaluator_slug": "q", "numerical_value": 4},
+    })
+    deadline = time.monotonic() + 60
+    while not any(r.method == "POST" for r in fake.requests):
+        assert time.monotonic() < deadline, "the write never reached the API"
+        time.sleep(0.01)
+
+
+def assert_answered(server: StdioServer) -> None:
+    answer = server.answer(2)
+    assert "result" in answer, answer
+    assert not answer["result"].get("isError"), answer
+    assert answer["result"]["structuredContent"]["id"] == "score_late"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_lets_the_call_in_flight_answer_then_exits_0(signum: int, server: StdioServer, fake: FakeRespan) -> None:
+    call_in_flight(server, fake)
+    server.process.send_signal(signum)
+    assert_answered(server)
+    code, stderr = server.finish()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+
+
+def test_stdin_eof_lets_the_call_in_flight_answer_then_exits_0(server: StdioServer, fake: FakeRespan) -> None:
+    call_in_flight(server, fake)
+    server.process.stdin.close()  # type: ignore[union-attr]
+    assert_answered(server)
+    code, stderr = server.finish()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_call_sent_just_before_stdin_eof_is_answered(server: StdioServer, fake: FakeRespan) -> None:
+    server.request(2, "tools/call", {
+        "name": "upsert_log_score",
+        "arguments": {"log_id": "log-1", "evaluator_slug": "q", "numerical_value": 4},
+    })
+    server.process.stdin.close()  # type: ignore[union-attr]
+    answer = server.answer(2)
+    assert not answer["result"].get("isError"), answer
+    code, stderr = server.finish()
+    assert code == 0 and "Traceback" not in stderr, stderr
