@@ -298,6 +298,13 @@ class RespanClient:
                 f"The Respan API did not answer within {self.config.timeout:g} s; the score may or may not have "
                 "been written. Calling again is safe: writes are idempotent."
             )
+        except httpx2.UnsupportedProtocol:
+            error = APIConnectionError(
+                f"RESPAN_BASE_URL '{self.config.base_url}' is not an http(s) URL; set it to the API host, "
+                "e.g. https://api.respan.ai."
+            )
+            error.retryable = False  # no retry can fix a wrong setting
+            return error
         except httpx2.TransportError as exc:
             return APIConnectionError(
                 f"Could not reach the Respan API at {self.config.base_url} ({type(exc).__name__}); "

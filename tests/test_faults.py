@@ -222,3 +222,12 @@ async def test_timeout_flag_bounds_each_request(api: RunningFakeRespan, fake: Fa
             result = await client.call_tool("upsert_log_score", write("log-1"))
     assert result.is_error and "within 0.5 s" in result.content[0].text
     assert len(fake.writes()) == 1  # a timed-out write is not retried blindly
+
+
+@pytest.mark.parametrize("base_url", ["ftp://example.com", "not a url"])
+async def test_a_base_url_that_is_not_http_fails_at_once(base_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    async with in_memory(base_url, max_retries=3) as client:
+        result = await client.call_tool("upsert_log_score", write("log-1"))
+    assert result.is_error
+    assert f"RESPAN_BASE_URL '{base_url}' is not an http(s) URL" in result.content[0].text
+    assert "retry" not in caplog.text  # nothing to wait for: a setting is wrong, not the network
