@@ -130,6 +130,12 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used: a cost that, unlike wall time, load hardly moves."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stdio(name: str, api_url: str) -> Client:
     args = command(name)
     params = StdioServerParameters(command=args[0], args=args[1:], env=server_env(api_url), cwd=ROOT)
@@ -177,7 +183,7 @@ async def cold_start(api_url: str, reps: int) -> dict[str, list[float]]:
 
 async def calls_and_memory(api_url: str, calls: int, warmup: int, block: int, memory_calls: int) -> dict[str, Any]:
     """Per-call latency over stdio (interleaved blocks after warm-up) and RSS as the calls add up."""
-    out: dict[str, Any] = {name: {"latency": [], "rss": {}} for name in SERVERS}
+    out: dict[str, Any] = {name: {"latency": [], "rss": {}, "cpu_s": {}} for name in SERVERS}
     async with AsyncExitStack() as stack:
         clients, pids = {}, {}
         for name in SERVERS:
@@ -191,6 +197,7 @@ async def calls_and_memory(api_url: str, calls: int, warmup: int, block: int, me
             for _ in range(warmup):
                 await call(clients[name])
             done[name] = warmup
+            out[name]["cpu_s"]["warm"] = cpu_s(pids[name])
         checkpoints = sorted({calls, memory_calls} - {0})
         rep = 0
         while done["ours"] < checkpoints[-1]:
@@ -200,6 +207,8 @@ async def calls_and_memory(api_url: str, calls: int, warmup: int, block: int, me
                     done[name] += 1
                     if done[name] <= calls:
                         out[name]["latency"].append(elapsed)
+                    if done[name] == calls:
+                        out[name]["cpu_s"]["timed"] = cpu_s(pids[name])
                     if done[name] in checkpoints:
                         out[name]["rss"][done[name]] = rss_mb(pids[name])
             rep += 1
@@ -233,8 +242,8 @@ def wait_for_port(port: int, child: subprocess.Popen[str], timeout: float = 30) 
             time.sleep(0.05)
 
 
-async def rate(clients: list[Client], seconds: float) -> float:
-    """Calls a second completed by `clients` calling back to back for `seconds`."""
+async def rate(clients: list[Client], seconds: float) -> tuple[float, int]:
+    """Calls a second completed by `clients` calling back to back for `seconds`, and the calls made."""
     count = 0
     start = time.perf_counter()
     deadline = start + seconds
@@ -250,18 +259,23 @@ async def rate(clients: list[Client], seconds: float) -> float:
     async with anyio.create_task_group() as group:
         for client in clients:
             group.start_soon(worker, client)
-    return count / (last - start)
+    return count / (last - start), count
 
 
-async def throughput(api_url: str, concurrency: list[int], seconds: float, reps: int) -> dict[str, dict[int, list[float]]]:
-    """Stateless streamable HTTP, N clients each calling back to back; interleaved, median of reps."""
+async def throughput(api_url: str, concurrency: list[int], seconds: float, reps: int) -> dict[str, Any]:
+    """Stateless streamable HTTP, N clients each calling back to back; interleaved, median of reps.
+
+    Also the server's CPU time per call over all of it: on a shared machine calls/s swing with the
+    load, CPU per call much less.
+    """
     ports = {name: free_port() for name in SERVERS}
     args = {
         "baseline": [*command("baseline"), str(ports["baseline"])],
         "ours": [*command("ours"), "--transport", "streamable-http", "--port", str(ports["ours"])],
     }
     env = server_env(api_url)
-    out: dict[str, dict[int, list[float]]] = {name: {n: [] for n in concurrency} for name in SERVERS}
+    out: dict[str, Any] = {name: {n: [] for n in concurrency} for name in SERVERS}
+    cpu = {name: {"seconds": 0.0, "calls": 0} for name in SERVERS}
     with process(args["baseline"], env) as (baseline, _), process(args["ours"], env) as (ours, _):
         wait_for_port(ports["baseline"], baseline)
         wait_for_port(ports["ours"], ours)
@@ -272,12 +286,17 @@ async def throughput(api_url: str, concurrency: list[int], seconds: float, reps:
                     client = await stack.enter_async_context(Client(f"http://127.0.0.1:{ports[name]}/mcp", mode="legacy"))
                     await call(client)  # warm: connection open, first-call costs paid
                     clients[name].append(client)
+            pids = {"baseline": baseline.pid, "ours": ours.pid}
             for rep in range(reps):
                 for n in concurrency:
                     for name in interleaved(rep):
-                        out[name][n].append(await rate(clients[name][:n], seconds))
+                        before = cpu_s(pids[name])
+                        calls_per_s, count = await rate(clients[name][:n], seconds)
+                        cpu[name]["seconds"] += cpu_s(pids[name]) - before
+                        cpu[name]["calls"] += count
+                        out[name][n].append(calls_per_s)
                 await reset_fake(api_url)
-    return out
+    return out | {"cpu": cpu}
 
 
 def measure(options: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -308,6 +327,11 @@ def figures(raw: dict[str, Any], options: argparse.Namespace) -> dict[str, Figur
     ms = 1000.0
     cold = {name: statistics.median(raw["cold"][name]) * ms for name in SERVERS}
     latency = {name: raw["stdio"][name]["latency"] for name in SERVERS}
+    stdio_cpu = {
+        name: (raw["stdio"][name]["cpu_s"]["timed"] - raw["stdio"][name]["cpu_s"]["warm"]) / (options.calls - options.warmup)
+        for name in SERVERS
+    }
+    http_cpu = {name: raw["http"]["cpu"][name]["seconds"] / raw["http"]["cpu"][name]["calls"] for name in SERVERS}
     rss = {name: raw["stdio"][name]["rss"] for name in SERVERS}
     floor = percentile(raw["floor"], 50) * ms
     p50 = {name: percentile(latency[name], 50) * ms for name in SERVERS}
@@ -317,6 +341,7 @@ def figures(raw: dict[str, Any], options: argparse.Namespace) -> dict[str, Figur
         "call_p99_ms": Figure(
             "upsert_log_score p99 over stdio", "ms", *(percentile(latency[name], 99) * ms for name in SERVERS)
         ),
+        "call_cpu_ms": Figure("server CPU per call over stdio", "ms", *(stdio_cpu[name] * ms for name in SERVERS)),
         "network_floor_p50_ms": Figure("network floor: direct POST p50", "ms", floor, floor),
         "over_floor_p50_ms": Figure("p50 over the network floor", "ms", *(p50[name] - floor for name in SERVERS)),
         "rss_start_mb": Figure("RSS after start", "MB", rss["baseline"]["start"], rss["ours"]["start"]),
@@ -338,6 +363,7 @@ def figures(raw: dict[str, Any], options: argparse.Namespace) -> dict[str, Figur
         out[f"http_{n}_clients_per_s"] = Figure(
             f"streamable HTTP, {n} client{'s' if n > 1 else ''}", "calls/s", rates["baseline"], rates["ours"], "higher is better"
         )
+    out["http_cpu_ms"] = Figure("server CPU per call, streamable HTTP", "ms", *(http_cpu[name] * ms for name in SERVERS))
     for figure in out.values():
         if figure.target.startswith("<= ") and figure.ratio is not None:
             figure.met = figure.ratio <= float(figure.target[3:-1])
@@ -371,7 +397,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="streamable HTTP clients, comma-separated (default 1,8,32)",
     )
     parser.add_argument("--http-seconds", type=float, default=2.0, help="seconds per throughput sample (default 2)")
-    parser.add_argument("--http-reps", type=int, default=3, help="throughput samples per server and level (default 3)")
+    parser.add_argument("--http-reps", type=int, default=5, help="throughput samples per server and level (default 5)")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results.json", help="where to write the results")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few iterations, numbers not meaningful")
     options = parser.parse_args(argv)
@@ -404,8 +430,10 @@ def main(argv: list[str] | None = None) -> None:
         },
         "samples": {
             "cold_start_s": raw["cold"],
-            "http_calls_per_s": raw["http"],
+            "http_calls_per_s": {name: raw["http"][name] for name in SERVERS},
+            "http_cpu": raw["http"]["cpu"],
             "rss_mb": {name: raw["stdio"][name]["rss"] for name in SERVERS},
+            "stdio_cpu_s": {name: raw["stdio"][name]["cpu_s"] for name in SERVERS},
         },
     }
     options.json.parent.mkdir(parents=True, exist_ok=True)
