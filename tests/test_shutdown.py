@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import API_KEY, console_script, server_env
 from tests.fake_api import FakeRespan, RunningFakeRespan
 
-SLOW = 2.0  # seconds the API takes over the write in flight
+SLOW = 1.0  # seconds the API takes over the write in flight
 LATE_SCORE = {"id": "score_late", "created_at": "2026-11-24T00:00:00Z", "log_id": "log-1", "numerical_value": 4.0}
 
 
