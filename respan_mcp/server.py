@@ -56,8 +56,7 @@ class ServerState:
         self._client: RespanClient | None = None
         self._evaluators: EvaluatorCache | None = None
         self._users = 0
-        self.in_flight = 0
-        self._idle: anyio.Event | None = None
+        self.in_flight = 0  # tool calls running; an HTTP replica drains until it is 0
         self.loopback_bind = False  # set by transports.serve: may HTTP callers without a key use ours?
         self.draining = False  # set by transports.serve on SIGTERM: /readyz answers 503
         self._call_log = CallLog() if config.log_format == "json" else None
@@ -125,17 +124,8 @@ class ServerState:
                 return await tool(ctx, **arguments)
             finally:
                 self.in_flight -= 1
-                if self.in_flight == 0 and self._idle is not None:
-                    self._idle.set()
 
         return call
-
-    async def drained(self, grace: float) -> None:
-        """Return once no call is in flight, or after `grace` seconds, whichever comes first."""
-        with anyio.move_on_after(grace):
-            while self.in_flight:
-                self._idle = anyio.Event()
-                await self._idle.wait()
 
     @asynccontextmanager
     async def lifespan(self, _server: MCPServer[Any]) -> AsyncIterator[ServerState]:

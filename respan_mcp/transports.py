@@ -31,7 +31,7 @@ def serve(config: Config, *, transport: str = "stdio", host: str = "127.0.0.1", 
     server = build_server(config)
     calllog.configure(config.log_format, config.log_level)  # after the SDK's own logging set-up, to replace it
     if transport == "stdio":
-        anyio.run(_serve_stdio, server)
+        anyio.run(serve_stdio, server)
         return
 
     state: ServerState = server.state
@@ -166,7 +166,3 @@ class _DrainingServer(uvicorn.Server):
             idle = self.state.in_flight == 0 and self.gate.in_flight == 0
             self.should_exit = idle or time.monotonic() >= self._drain_until
         return await super().on_tick(counter)
-
-
-async def _serve_stdio(server: Any) -> None:
-    await serve_stdio(server)  # respan_mcp.stdio: answers every request read before exiting
