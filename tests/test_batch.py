@@ -4,7 +4,7 @@ a shared back-off on 429, a deadline it never outlives, and key errors that stop
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -28,12 +28,6 @@ def fake() -> FakeRespan:
     fake.add_evaluator(id="evl_help", slug="helpfulness", name="Helpfulness", score_value_type="numerical",
                        score_config={"min_score": 1, "max_score": 5})
     return fake
-
-
-@pytest.fixture
-def api(fake: FakeRespan) -> Iterator[RunningFakeRespan]:
-    with RunningFakeRespan(fake) as running:
-        yield running
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import API_KEY, LOG_ID, free_port
+from tests.conftest import API_KEY, LOG_ID, free_port, stop
 from tests.fake_api import FakeRespan, RunningFakeRespan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,12 +222,7 @@ async def test_the_dockerfiles_steps_build_a_server_that_answers(tmp_path: Path)
                 )
             assert refused.is_error
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
     (write,) = fake.writes()
     assert write.headers["authorization"] == f"Bearer {API_KEY}"
     assert write.body == {"evaluator_slug": "q", "numerical_value": 1.0}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -39,12 +39,6 @@ def fake() -> FakeRespan:
     fake.add_evaluator(id="evl_old_num", slug="legacy_stars", name="Stars", score_value_type="numerical",
                        configurations={"min_score": 0, "max_score": 3})
     return fake
-
-
-@pytest.fixture
-def api(fake: FakeRespan) -> Iterator[RunningFakeRespan]:
-    with RunningFakeRespan(fake) as running:
-        yield running
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ safe and useful, and leave the session working for the next call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,12 +116,6 @@ def fake() -> FakeRespan:
     for log_id in ("log-1", "log-503", "log-429"):
         fake.add_log(log_id)
     return fake
-
-
-@pytest.fixture
-def api(fake: FakeRespan) -> Iterator[RunningFakeRespan]:
-    with RunningFakeRespan(fake) as running:
-        yield running
 
 
 def in_memory(api_url: str, **settings: Any) -> Client:

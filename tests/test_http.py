@@ -21,7 +21,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from tests.conftest import API_KEY, LOG_ID, console_script, free_port, server_env
+from tests.conftest import API_KEY, LOG_ID, console_script, free_port, server_env, stop
 from tests.fake_api import FakeRespan, RunningFakeRespan
 
 pytestmark = pytest.mark.anyio
@@ -72,13 +72,7 @@ def replica(
             time.sleep(0.05)
         yield running
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)
 
 
 @asynccontextmanager

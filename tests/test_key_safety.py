@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +63,6 @@ def fake() -> FakeRespan:
     for log_id in ("log-1", "log-503", "log-429"):
         fake.add_log(log_id)
     return fake
-
-
-@pytest.fixture
-def api(fake: FakeRespan) -> Iterator[RunningFakeRespan]:
-    with RunningFakeRespan(fake) as running:
-        yield running
 
 
 async def run_stdio(env: dict[str, str], calls: Any, stderr: Path) -> list[str]:

@@ -124,12 +124,6 @@ def fake() -> FakeRespan:
     return FakeRespan(api_keys=(API_KEY, KEY_A, KEY_B), accept_any_log=True)
 
 
-@pytest.fixture
-def api(fake: FakeRespan) -> Iterator[RunningFakeRespan]:
-    with RunningFakeRespan(fake) as running:
-        yield running
-
-
 async def test_one_session_spreads_over_both_replicas_and_keys_stay_per_caller(
     tmp_path: Path, api: RunningFakeRespan, fake: FakeRespan
 ) -> None:
