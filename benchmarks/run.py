@@ -22,10 +22,10 @@ import statistics
 import subprocess
 import sys
 import time
-from importlib.metadata import version
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import asdict, dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 

@@ -20,13 +20,13 @@ from typing import Annotated, Any, Literal
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
-from respan_mcp.client import (
+from respan_mcp.client import RespanClient
+from respan_mcp.errors import (
     APIConnectionError,
     APITimeoutError,
     AuthenticationError,
     MissingAPIKeyError,
     RateLimitError,
-    RespanClient,
     RespanError,
     ServerError,
 )

@@ -17,7 +17,8 @@ from typing import Any
 
 import anyio
 
-from respan_mcp.client import MissingAPIKeyError, NotFoundError, RespanClient, RespanError, path_segment
+from respan_mcp.client import RespanClient, path_segment
+from respan_mcp.errors import MissingAPIKeyError, NotFoundError, RespanError
 from respan_mcp.evaluator_rules import Evaluator
 from respan_mcp.reads import EvaluatorPage, EvaluatorSummary
 

@@ -14,16 +14,17 @@ from typing import Any
 import anyio
 import httpx2
 from mcp.server import MCPServer
-from mcp.server.mcpserver import Context
 from mcp.server.context import ServerRequestContext
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, CompleteRequestParams, CompleteResult, Completion, PromptReference, TextContent
 
 from respan_mcp import prompts
 from respan_mcp.batch import MAX_DEADLINE, BatchResult, BatchWrite, is_error, write_batch
 from respan_mcp.calllog import CallLog, StatusRecorder
-from respan_mcp.client import RespanClient, RespanError, package_version
+from respan_mcp.client import RespanClient, package_version
 from respan_mcp.config import Config
+from respan_mcp.errors import RespanError
 from respan_mcp.evaluators import EvaluatorCache
 from respan_mcp.models import PAIRING_TABLE_TEXT, LogScoreWrite, Score, ScoreUpdate
 from respan_mcp.reads import read_tools

@@ -18,7 +18,7 @@ from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetad
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, SkipValidation, ValidationError, create_model
 
-from respan_mcp.client import RespanError
+from respan_mcp.errors import RespanError
 from respan_mcp.models import Score, ScoreValueError, describe_invalid, flat_schema
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

@@ -8,7 +8,9 @@ from collections.abc import Callable
 import httpx2
 import pytest
 
-from respan_mcp.client import (
+from respan_mcp.client import RespanClient, path_segment
+from respan_mcp.config import DEFAULT_BASE_URL, Config, load_config, normalise_base_url
+from respan_mcp.errors import (
     APIConnectionError,
     APITimeoutError,
     AuthenticationError,
@@ -17,11 +19,8 @@ from respan_mcp.client import (
     MissingAPIKeyError,
     NotFoundError,
     RateLimitError,
-    RespanClient,
     ServerError,
-    path_segment,
 )
-from respan_mcp.config import DEFAULT_BASE_URL, Config, load_config, normalise_base_url
 
 pytestmark = pytest.mark.anyio
 
