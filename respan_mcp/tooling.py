@@ -9,7 +9,7 @@ wrong one in plain words.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -91,9 +91,18 @@ class _PassThrough(ArgModelBase):
 
 
 def _pass_through(model: type[BaseModel]) -> type[ArgModelBase]:
-    # Same annotations (so the SDK still decodes arrays sent as JSON text), no validation.
-    fields: Any = {name: (SkipValidation[field.annotation], None) for name, field in model.model_fields.items()}
+    # Same annotations, so the SDK still decodes arrays and objects sent as JSON text; no validation.
+    # A field that takes text (json_value) is declared `str`, which the SDK leaves as sent: its JSON
+    # text is the value itself ("null" and "true" are valid json_value scores, not absent ones).
+    fields: Any = {
+        name: (SkipValidation[str if _takes_text(field.annotation) else field.annotation], None)
+        for name, field in model.model_fields.items()
+    }
     return create_model(model.__name__, __base__=_PassThrough, **fields)
+
+
+def _takes_text(annotation: Any) -> bool:
+    return annotation is str or str in get_args(annotation)
 
 
 def model_tool(

@@ -145,14 +145,19 @@ def update_arguments(draw: st.DrawFn) -> dict[str, Any]:
     return arguments | draw(value_arguments())
 
 
-def as_sent(value: Any) -> Any:
-    """What the server receives: JSON has no NaN or Infinity, so the SDK's client sends them as null."""
-    return None if isinstance(value, float) and not math.isfinite(value) else value
+def as_sent(field: str, value: Any) -> Any:
+    """What the tool receives: JSON has no NaN or Infinity, so the SDK's client sends them as null;
+    and the SDK decodes JSON text sent for a field that is not text, so "null" there is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str) and field not in ("string_value", "json_value") and value.strip() == "null":
+        return None
+    return value
 
 
 def cannot_be_valid(arguments: dict[str, Any], allowed: set[str]) -> bool:
     """A pairing (or argument set) no server may send: the oracle, kept independent of models.py."""
-    given = [name for name in VALUE_FIELDS if as_sent(arguments.get(name)) is not None]
+    given = [name for name in VALUE_FIELDS if as_sent(name, arguments.get(name)) is not None]
     if len(given) != 1 or set(arguments) - allowed:
         return True
     expected = VALUE_FIELD_FOR_TYPE.get(arguments["score_value_type"]) if isinstance(

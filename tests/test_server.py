@@ -140,6 +140,14 @@ async def test_arrays_and_objects_sent_as_json_text_are_accepted(client: Client,
     assert json.loads(json.loads(api.writes[-1].content)["json_value"]) == {"a": 1}
 
 
+@pytest.mark.parametrize("text", ["null", "true", "3", '{"a":1}', "[1, 2]", '"x"'])
+async def test_json_value_text_is_sent_as_given(client: Client, api: FakeTransport, text: str) -> None:
+    # JSON text is the score itself: "null" is a valid json score, not a missing one.
+    result = await client.call_tool("upsert_log_score", {"log_id": "l", "evaluator_slug": "q", "json_value": text})
+    assert not result.is_error, result.content
+    assert json.loads(api.writes[-1].content)["json_value"] == text
+
+
 async def test_explicit_nulls_for_optional_fields_are_fine(client: Client, api: FakeTransport) -> None:
     result = await client.call_tool(
         "upsert_log_score",
