@@ -96,14 +96,16 @@ class RespanClient:
     async def update_score(
         self, score_id: str, body: dict[str, Any], *, api_key: str | None = None, max_retries: int | None = None
     ) -> Any:
-        return await self.request(
-            "PATCH",
-            f"/scores/{path_segment(score_id)}/",
-            json=body,
-            api_key=api_key,
-            not_found=f"no score has id '{score_id}'; use the id a score write returned",
-            max_retries=max_retries,
+        return await self._score_request("PATCH", score_id, json=body, api_key=api_key, max_retries=max_retries)
+
+    async def get_score(self, score_id: str, *, api_key: str | None = None, max_retries: int | None = None) -> Any:
+        return await self._score_request("GET", score_id, api_key=api_key, max_retries=max_retries)
+
+    async def _score_request(self, method: str, score_id: str, **kwargs: Any) -> Any:
+        not_found = (
+            f"no score has id '{score_id}'; use the id a score write returned (list_log_scores lists a log's scores)"
         )
+        return await self.request(method, f"/scores/{path_segment(score_id)}/", not_found=not_found, **kwargs)
 
     async def request(
         self,

@@ -75,13 +75,7 @@ class EvaluatorCache:
         leaves the update to the core rules.
         """
         try:
-            score = await self.client.request(
-                "GET",
-                f"/scores/{path_segment(score_id)}/",
-                api_key=api_key,
-                max_retries=0,
-                not_found=f"no score has id '{score_id}'; use the id a score write returned",
-            )
+            score = await self.client.get_score(score_id, api_key=api_key, max_retries=0)
         except NotFoundError:
             raise
         except RespanError as exc:

@@ -130,13 +130,7 @@ def read_tools(state: ServerState) -> list[Tool]:
 
     async def get_score(ctx: Context, **arguments: Any) -> Score:
         query = validated(GetScore, arguments)
-        read = state.client.request(
-            "GET",
-            f"/scores/{path_segment(query.score_id)}/",
-            api_key=caller_key(ctx),
-            not_found=f"no score has id '{query.score_id}'; list_log_scores lists a log's scores with their ids",
-        )
-        return score_from(await tool_answer(read))
+        return score_from(await tool_answer(state.client.get_score(query.score_id, api_key=caller_key(ctx))))
 
     return [
         model_tool(
