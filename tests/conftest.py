@@ -11,11 +11,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
 from tests.fake_api import FakeRespan, RunningFakeRespan
@@ -84,6 +85,23 @@ def http_server(*args: str, env: dict[str, str], port: int | None = None) -> Ite
         yield port, process
     finally:
         stop(process)
+
+
+def wait_healthy(url: str, process: subprocess.Popen[Any], said: Callable[[], str], timeout: float = 30) -> None:
+    """Wait until GET `url` answers 200; fail with what the process `said` if it exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited: {said()}")
+        try:
+            if httpx2.get(url, timeout=2).status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            stop(process)  # so that what it said can be read to the end
+            raise RuntimeError(f"{url} did not answer 200 within {timeout:g} s: {said()}")
+        time.sleep(0.05)
 
 
 def stop(process: subprocess.Popen[Any], timeout: float = 30) -> None:

@@ -17,9 +17,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +25,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import API_KEY, LOG_ID, free_port, stop
+from tests.conftest import API_KEY, LOG_ID, free_port, stop, wait_healthy
 from tests.fake_api import FakeRespan, RunningFakeRespan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,14 +151,6 @@ def test_image_runs_as_a_user_with_health_check_and_sigterm() -> None:
     assert runtime.all("COPY") == [f"--from={builder.name} /wheels /wheels"]  # the wheel only, no sources
 
 
-def http_get(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            return answer.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
 @pytest.mark.anyio
 async def test_the_dockerfiles_steps_build_a_server_that_answers(tmp_path: Path) -> None:
     """Build the wheel, install it, start ENTRYPOINT + CMD, probe HEALTHCHECK and write a score."""
@@ -192,16 +181,8 @@ async def test_the_dockerfiles_steps_build_a_server_that_answers(tmp_path: Path)
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert process.poll() is None, process.stderr.read().decode()  # type: ignore[union-attr]
-                try:
-                    status = http_get(f"http://127.0.0.1:{port}/healthz")
-                    break
-                except (urllib.error.URLError, ConnectionError):
-                    assert time.monotonic() < deadline, "the server did not start listening"
-                    time.sleep(0.1)
-            assert status == 200
+            said = lambda: process.stderr.read().decode()  # type: ignore[union-attr]  # noqa: E731
+            wait_healthy(f"http://127.0.0.1:{port}/healthz", process, said, timeout=60)
 
             health = json.loads(runtime.last("HEALTHCHECK").split(" CMD ", 1)[1])
             health = [part.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for part in health]

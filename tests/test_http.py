@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -21,7 +20,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from tests.conftest import API_KEY, LOG_ID, console_script, free_port, server_env, stop
+from tests.conftest import API_KEY, LOG_ID, console_script, free_port, server_env, stop, wait_healthy
 from tests.fake_api import FakeRespan, RunningFakeRespan
 
 pytestmark = pytest.mark.anyio
@@ -58,18 +57,7 @@ def replica(
         )
     running = Replica(process, port, stderr)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"respan-mcp exited: {running.stderr()}")
-            try:
-                if httpx2.get(f"{running.url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"respan-mcp did not start: {running.stderr()}")
-            time.sleep(0.05)
+        wait_healthy(f"{running.url}/healthz", process, running.stderr)
         yield running
     finally:
         stop(process)

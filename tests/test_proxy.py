@@ -9,17 +9,15 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-import httpx2
 import pytest
 
-from tests.conftest import API_KEY, free_port, server_env
+from tests.conftest import API_KEY, free_port, server_env, wait_healthy
 from tests.fake_api import FakeRespan, RunningFakeRespan
 from tests.test_http import KEY_A, KEY_B, Replica, mcp_client, replica
 
@@ -93,18 +91,8 @@ def behind_nginx(tmp_path: Path, api_url: str, *flags: str) -> Iterator[Stack]:
             stderr=subprocess.PIPE,
         )
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                if nginx.poll() is not None:
-                    raise RuntimeError(f"nginx exited: {nginx.stderr.read().decode()}")  # type: ignore[union-attr]
-                try:
-                    if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("nginx did not start")
-                time.sleep(0.05)
+            said = lambda: nginx.stderr.read().decode()  # type: ignore[union-attr]  # noqa: E731
+            wait_healthy(f"http://127.0.0.1:{port}/healthz", nginx, said)
             yield Stack(f"http://127.0.0.1:{port}", replicas, tmp_path / "access.log")
         finally:
             nginx.send_signal(signal.SIGQUIT)
