@@ -71,17 +71,8 @@ def http_server(*args: str, env: dict[str, str], port: int | None = None) -> Ite
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"respan-mcp exited: {process.stderr.read().decode()}")  # type: ignore[union-attr]
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        said = lambda: process.stderr.read().decode()  # type: ignore[union-attr]  # noqa: E731
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", process, said)
         yield port, process
     finally:
         stop(process)
