@@ -75,16 +75,11 @@ async def mcp_client(url: str, transport: str = "streamable-http", **headers: st
 
 
 @pytest.fixture
-def keyed_fake() -> FakeRespan:
+def fake() -> FakeRespan:
+    """The API knows the server's key and two callers' own (conftest's `api` serves it)."""
     fake = FakeRespan(api_keys=(API_KEY, KEY_A, KEY_B))
     fake.add_log(LOG_ID)
     return fake
-
-
-@pytest.fixture
-def keyed_api(keyed_fake: FakeRespan) -> Iterator[RunningFakeRespan]:
-    with RunningFakeRespan(keyed_fake) as running:
-        yield running
 
 
 def bearers(fake: FakeRespan) -> list[str]:
@@ -96,9 +91,9 @@ def bearers(fake: FakeRespan) -> list[str]:
 
 @pytest.mark.parametrize("transport", ["sse", "streamable-http"])
 async def test_two_callers_each_write_with_their_own_key(
-    transport: str, tmp_path: Path, keyed_api: RunningFakeRespan, keyed_fake: FakeRespan
+    transport: str, tmp_path: Path, api: RunningFakeRespan, fake: FakeRespan
 ) -> None:
-    with replica(tmp_path, "--transport", transport, env=server_env(keyed_api.url)) as server:
+    with replica(tmp_path, "--transport", transport, env=server_env(api.url)) as server:
         async with (
             mcp_client(server.url, transport, Authorization=f"Bearer {KEY_A}") as a,
             mcp_client(server.url, transport, Authorization=f"Bearer {KEY_B}") as b,
@@ -109,12 +104,12 @@ async def test_two_callers_each_write_with_their_own_key(
     assert not first.is_error and not second.is_error and not again.is_error, (first, second, again)
     # Each key is its own scorer: two scores, each updated only by its own caller.
     assert first.structured_content["id"] == again.structured_content["id"] != second.structured_content["id"]
-    assert [w.headers["authorization"] for w in keyed_fake.writes()] == [
+    assert [w.headers["authorization"] for w in fake.writes()] == [
         f"Bearer {KEY_A}",
         f"Bearer {KEY_B}",
         f"Bearer {KEY_A}",
     ]
-    assert f"Bearer {API_KEY}" not in bearers(keyed_fake)  # the server's key was never used
+    assert f"Bearer {API_KEY}" not in bearers(fake)  # the server's key was never used
 
 
 async def test_anonymous_caller_uses_the_server_key_on_loopback_but_not_through_a_proxy(
@@ -152,13 +147,13 @@ async def test_allow_server_key_lends_it_through_a_proxy(tmp_path: Path, api: Ru
 
 @pytest.mark.parametrize("transport", ["sse", "streamable-http"])
 async def test_a_network_bind_refuses_anonymous_callers_and_says_so_at_start(
-    transport: str, tmp_path: Path, keyed_api: RunningFakeRespan, keyed_fake: FakeRespan
+    transport: str, tmp_path: Path, api: RunningFakeRespan, fake: FakeRespan
 ) -> None:
-    with replica(tmp_path, "--transport", transport, env=server_env(keyed_api.url), host="0.0.0.0") as server:
+    with replica(tmp_path, "--transport", transport, env=server_env(api.url), host="0.0.0.0") as server:
         # Reached as 127.0.0.1: on a network bind the Host header is not checked (its names cannot be known).
         async with mcp_client(server.url, transport) as anonymous:
             refused = await anonymous.call_tool("upsert_log_score", WRITE)
-        assert keyed_fake.requests == []
+        assert fake.requests == []
         async with mcp_client(server.url, transport, Authorization=f"Bearer {KEY_A}") as keyed:
             written = await keyed.call_tool("upsert_log_score", WRITE)
         notice = server.stderr()
@@ -166,15 +161,15 @@ async def test_a_network_bind_refuses_anonymous_callers_and_says_so_at_start(
     assert "only to callers on its own machine" in refused.content[0].text
     assert "Authorization: Bearer <your Respan API key>" in refused.content[0].text
     assert not written.is_error, written.content
-    assert set(bearers(keyed_fake)) == {f"Bearer {KEY_A}"}
+    assert set(bearers(fake)) == {f"Bearer {KEY_A}"}
     assert "0.0.0.0, which is not a loopback address" in notice and "Authorization: Bearer" in notice
     assert API_KEY not in notice
 
 
 async def test_without_a_server_key_an_anonymous_caller_is_refused(
-    tmp_path: Path, keyed_api: RunningFakeRespan, keyed_fake: FakeRespan
+    tmp_path: Path, api: RunningFakeRespan, fake: FakeRespan
 ) -> None:
-    env = {"PATH": "", "HOME": str(tmp_path), "RESPAN_BASE_URL": keyed_api.url}  # no key, no credentials file
+    env = {"PATH": "", "HOME": str(tmp_path), "RESPAN_BASE_URL": api.url}  # no key, no credentials file
     with replica(tmp_path, "--transport", "streamable-http", env=env) as server:
         async with mcp_client(server.url) as anonymous:
             refused = await anonymous.call_tool("upsert_log_score", WRITE)
@@ -182,7 +177,7 @@ async def test_without_a_server_key_an_anonymous_caller_is_refused(
             written = await keyed.call_tool("upsert_log_score", WRITE)
     assert refused.is_error and "has no Respan API key of its own" in refused.content[0].text
     assert not written.is_error, written.content
-    assert bearers(keyed_fake) == [f"Bearer {KEY_B}"] * len(keyed_fake.requests)
+    assert bearers(fake) == [f"Bearer {KEY_B}"] * len(fake.requests)
 
 
 @pytest.mark.parametrize("transport", ["sse", "streamable-http"])
