@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         log_format=args.log_format,
     )
 
-    from respan_mcp.transports import serve  # after parsing, so --help does not pay for the SDK import
+    from respan_mcp.serve_http import serve  # after parsing, so --help does not pay for the SDK import
 
     try:
         serve(config, transport=args.transport, host=args.host, port=args.port)

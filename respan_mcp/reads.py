@@ -18,7 +18,7 @@ from respan_mcp.models import OutputModel, Score
 from respan_mcp.tooling import READ, caller_key, model_tool, score_from, tool_answer, validated
 
 if TYPE_CHECKING:
-    from respan_mcp.evaluators import Evaluator
+    from respan_mcp.evaluator_cache import Evaluator
     from respan_mcp.server import ServerState
 
 DEFAULT_PAGE_SIZE = 20

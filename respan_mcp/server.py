@@ -25,7 +25,7 @@ from respan_mcp.calllog import CallLog, StatusRecorder
 from respan_mcp.client import RespanClient, package_version
 from respan_mcp.config import Config
 from respan_mcp.errors import RespanError
-from respan_mcp.evaluators import EvaluatorCache
+from respan_mcp.evaluator_cache import EvaluatorCache
 from respan_mcp.models import PAIRING_TABLE_TEXT, LogScoreWrite, Score, ScoreUpdate
 from respan_mcp.reads import read_tools
 from respan_mcp.tooling import caller_key, key_for, model_tool, score_from, tool_answer, validated

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from respan_mcp.config import ENVIRONMENT_VARIABLES
-from respan_mcp.transports import SHUTDOWN_GRACE
+from respan_mcp.serve_http import SHUTDOWN_GRACE
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "deploy" / "kubernetes"

@@ -1,7 +1,7 @@
 """Find the evaluator a score is for: by id, or by searching for its exact slug.
 
 Respan describes every platform evaluator (type, range, choices), so the server can
-check a score against it before writing (see `evaluator_rules`). Lookups are cached
+check a score against it before writing (see `evaluator`). Lookups are cached
 per API key (callers never see each other's evaluators), with a TTL and a size bound,
 and concurrent lookups of one evaluator share one request. A lookup that fails never
 blocks a write: the core rules still apply, and the API has the last word.
@@ -19,7 +19,7 @@ import anyio
 
 from respan_mcp.client import RespanClient, path_segment
 from respan_mcp.errors import MissingAPIKeyError, NotFoundError, RespanError
-from respan_mcp.evaluator_rules import Evaluator
+from respan_mcp.evaluator import Evaluator
 from respan_mcp.reads import EvaluatorPage, EvaluatorSummary
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from respan_mcp import calllog
 from respan_mcp.config import Config
 from respan_mcp.server import ServerState, build_server
-from respan_mcp.stdio import SHUTDOWN_GRACE, serve_stdio
+from respan_mcp.serve_stdio import SHUTDOWN_GRACE, serve_stdio
 
 
 def serve(config: Config, *, transport: str = "stdio", host: str = "127.0.0.1", port: int = 8000) -> None:
