@@ -15,12 +15,13 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import ValidationError
 
 from respan_mcp.client import RespanClient
+from respan_mcp.config import BATCH_DEADLINE_MAX
 from respan_mcp.errors import (
     APIConnectionError,
     APITimeoutError,
@@ -30,54 +31,12 @@ from respan_mcp.errors import (
     RespanError,
     ServerError,
 )
-from respan_mcp.models import LogScoreWrite, OutputModel, Score, ScoreValueError, describe_invalid, flat_schema
+from respan_mcp.models import LogScoreWrite, ScoreValueError
+from respan_mcp.results import BatchResult, ItemResult, NotAScoreError, Score
+from respan_mcp.schema import describe_invalid
 
-MAX_ITEMS = 500
-MAX_DEADLINE = 600.0
 ATTEMPTS = 3  # per item, for 5xx, connection errors and timeouts; 429 is waited out until the deadline
 MARGIN = 0.25  # seconds kept back from the deadline to assemble the answer
-
-Status = Literal["written", "invalid", "failed", "deferred"]
-
-
-class BatchWrite(BaseModel):
-    """Arguments of `upsert_log_scores`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    # Items are validated one by one (a bad item fails alone), so they arrive as plain objects;
-    # the published schema is upsert_log_score's own, inline.
-    scores: list[Annotated[Any, WithJsonSchema(flat_schema(LogScoreWrite))]] = Field(
-        min_length=1,
-        max_length=MAX_ITEMS,
-        description=f"1 to {MAX_ITEMS} scores, each with the same fields as upsert_log_score.",
-    )
-    deadline_seconds: float | None = Field(
-        None,
-        gt=0,
-        le=MAX_DEADLINE,
-        description=(
-            "Seconds the call may take before it returns, with what is not written yet marked deferred "
-            "(default 45, at most 600). Keep it under your client's tool-call timeout."
-        ),
-    )
-
-
-class ItemResult(OutputModel):
-    index: int = Field(description="Position of the item in `scores`, from 0.")
-    status: Status = Field(description="written, invalid (never sent), failed, or deferred (send it again).")
-    score: Score | None = Field(None, description="The stored score, when written.")
-    error: str | None = Field(None, description="What went wrong and what to do, when not written.")
-
-
-class BatchResult(OutputModel):
-    results: list[ItemResult] = Field(description="One entry per input item, in input order.")
-    written: int = Field(description="Items written.")
-    invalid: int = Field(description="Items refused before sending; fix them as their error says.")
-    failed: int = Field(description="Items the API refused or that failed for good.")
-    deferred: int = Field(description="Items not written by the deadline; send them again.")
-    retry_after_seconds: float | None = Field(None, description="When to send the deferred items again.")
-    next_step: str | None = Field(None, description="What to do next, when anything is deferred.")
 
 
 class _Stop(Exception):
@@ -95,7 +54,7 @@ async def write_batch(
     progress: Callable[[int, int], Awaitable[None]] | None = None,
 ) -> BatchResult:
     """Validate every item, write the valid ones concurrently, and return by `deadline` seconds."""
-    end = time.monotonic() + min(deadline, MAX_DEADLINE) - MARGIN
+    end = time.monotonic() + min(deadline, BATCH_DEADLINE_MAX) - MARGIN
     total = len(raw_items)
     results: list[ItemResult | None] = [None] * total
     queue: deque[tuple[int, LogScoreWrite, dict[str, Any]]] = deque()
@@ -149,7 +108,12 @@ async def write_batch(
             except RespanError as exc:  # 400, 404, 422: this item only
                 results[index] = ItemResult(index=index, status="failed", error=str(exc))
             else:
-                results[index] = ItemResult(index=index, status="written", score=Score.model_validate(answer))
+                try:
+                    score = Score.from_answer(answer, wrote=True)
+                except NotAScoreError as exc:  # written, but the answer cannot be shown: this item alone
+                    results[index] = ItemResult(index=index, status="failed", error=str(exc))
+                    continue
+                results[index] = ItemResult(index=index, status="written", score=score)
                 written += 1
                 if progress is not None:
                     await progress(written, total)
@@ -206,8 +170,3 @@ def _ranges(indexes: list[int]) -> str:
         if index is not None:
             start = previous = index
     return ", ".join(parts)
-
-
-def is_error(result: BatchResult) -> bool:
-    """The call failed only when nothing could be written and nothing is left to send again."""
-    return result.written == 0 and result.deferred == 0

@@ -13,12 +13,12 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any
 
 import httpx2
-from mcp.types import CallToolResult
 
 calls_logger = logging.getLogger("respan_mcp.calls")
 
@@ -43,46 +43,49 @@ class StatusRecorder(httpx2.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-class CallLog:
-    """Times a tool call and logs its line."""
+class CallLine:
+    """One tool call's log line, filled in by the call path while the call runs."""
 
-    async def record(self, tool: str, ctx: Any, call: Awaitable[Any]) -> Any:
+    def __init__(self, tool: str, headers: Mapping[str, str] | None) -> None:
+        self.fields: dict[str, Any] = {"event": "tool_call", "tool": tool, "request_id": _request_id(headers)}
+        self.error: str | None = None  # the class of what went wrong, never its text (it may quote a value)
+        self.caller: dict[str, str] = {}  # who, when signed in through the identity provider (sub, email)
+
+    def failed(self, error: BaseException) -> None:
+        self.error = type(error).__name__
+
+
+class CallLog:
+    """Times each tool call and logs its line."""
+
+    @asynccontextmanager
+    async def record(self, tool: str, headers: Mapping[str, str] | None) -> AsyncIterator[CallLine]:
+        line = CallLine(tool, headers)
         statuses: list[int] = []
         token = _statuses.set(statuses)
         started = time.perf_counter()
-        error: BaseException | None = None
-        result: Any = None
         try:
-            result = await call
-            return result
+            yield line
         except BaseException as exc:
-            error = exc
+            line.failed(exc)
             raise
         finally:
             _statuses.reset(token)
-            fields: dict[str, Any] = {
-                "event": "tool_call",
-                "tool": tool,
-                "outcome": "error" if error is not None or _is_error(result) else "ok",
+            fields = line.fields | {
+                "outcome": "error" if line.error is not None else "ok",
                 "respan_status": statuses[-1] if statuses else None,
                 "respan_requests": len(statuses),
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                "request_id": _request_id(ctx),
             }
-            if error is not None:
-                # The class of what went wrong (a tool error keeps its cause as context), never its text:
-                # a message may quote the value that was refused.
-                fields["error"] = type(error.__context__ or error).__name__
+            if line.error is not None:
+                fields["error"] = line.error
+            if line.caller:
+                fields["caller"] = line.caller
             calls_logger.info("tool call", extra={"fields": fields})
 
 
-def _is_error(result: Any) -> bool:
-    return isinstance(result, CallToolResult) and bool(result.is_error)
-
-
-def _request_id(ctx: Any) -> str:
-    headers = getattr(ctx, "headers", None) or {}
-    given = headers.get("x-request-id") or ""
+def _request_id(headers: Mapping[str, str] | None) -> str:
+    given = (headers or {}).get("x-request-id") or ""
     if 0 < len(given) <= 128 and given.isascii() and given.isprintable():
         return given
     return uuid.uuid4().hex
@@ -108,15 +111,19 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(log_format: str, level: str) -> None:
-    """In json mode, every log line on stderr is JSON, and tool calls are logged whatever the level."""
-    if log_format != "json":
-        return
+    """Logs go to stderr (stdout is the stdio channel) at `level`.
+
+    In json mode every line is JSON, and tool calls are logged whatever the level.
+    """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+        calls_logger.setLevel(logging.INFO)
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
-    calls_logger.setLevel(logging.INFO)
 
 
 def notice(log_format: str, message: str) -> None:

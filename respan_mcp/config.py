@@ -39,6 +39,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
 }
 
 LOG_FORMATS = ("text", "json")
+BATCH_DEADLINE_MIN = 1.0
+BATCH_DEADLINE_MAX = 600.0
 
 
 def normalise_base_url(url: str) -> str:

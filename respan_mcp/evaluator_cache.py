@@ -20,7 +20,7 @@ import anyio
 from respan_mcp.client import RespanClient, path_segment
 from respan_mcp.errors import MissingAPIKeyError, NotFoundError, RespanError
 from respan_mcp.evaluator import Evaluator
-from respan_mcp.reads import EvaluatorPage, EvaluatorSummary
+from respan_mcp.results import EvaluatorPage, EvaluatorSummary
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
-"""Score models: the one source of truth for validation, tool schemas and docs.
+"""Argument models: the one source of truth for validation, tool schemas and docs.
 
 The value-type table below is the only place that says which value field an
 evaluator's `score_value_type` takes; descriptions, validation and error
-messages are all derived from it.
+messages are all derived from it. Every tool's arguments are a model here.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer
-from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
-from pydantic_core import core_schema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+
+from respan_mcp.config import BATCH_DEADLINE_MAX, BATCH_DEADLINE_MIN
+from respan_mcp.schema import as_string, flat_schema
 
 ScoreValueType = Literal[
     "numerical", "percentage", "boolean", "single_select", "multi_select", "categorical", "text", "comment", "json"
@@ -48,48 +49,6 @@ class ScoreValueError(ValueError):
     """A score that cannot be sent as given; the message says what to send instead."""
 
 
-class FlatJsonSchema(GenerateJsonSchema):
-    """Publish schemas every MCP host accepts.
-
-    Several hosts (Gemini-backed clients, Cursor, older VS Code) reject `anyOf`
-    with null, `$ref`/`$defs` and `default: null`. Optional fields are published
-    as their plain type and left out of `required`; nested models are inlined.
-    Validation still happens in pydantic against the real (nullable) types.
-    """
-
-    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
-        return self.generate_inner(schema["schema"])
-
-    def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
-        json_schema = super().default_schema(schema)
-        if json_schema.get("default", ...) is None:
-            del json_schema["default"]
-        return json_schema
-
-    def generate(self, schema: core_schema.CoreSchema, mode: JsonSchemaMode = "validation") -> JsonSchemaValue:
-        json_schema = super().generate(schema, mode=mode)
-        definitions = json_schema.pop("$defs", {})
-        return _inline_refs(json_schema, definitions)
-
-
-def _inline_refs(node: Any, definitions: dict[str, Any]) -> Any:
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            target = definitions[ref.removeprefix("#/$defs/")]
-            merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-            return _inline_refs(merged, definitions)
-        return {key: _inline_refs(value, definitions) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_inline_refs(item, definitions) for item in node]
-    return node
-
-
-def flat_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The published JSON schema of a model (see `FlatJsonSchema`)."""
-    return model.model_json_schema(schema_generator=FlatJsonSchema)
-
-
 class ScoreValues(BaseModel):
     """The five value fields, plus the optional type the caller says the evaluator has."""
 
@@ -118,8 +77,26 @@ class ScoreValues(BaseModel):
     json_value: str | dict[str, Any] | list[Any] | None = Field(
         None,
         description="JSON score as JSON text (an object or array is also accepted and encoded), for json evaluators.",
-        json_schema_extra=lambda schema: _replace(schema, {"type": "string"}),
+        json_schema_extra=as_string,
     )
+
+    @field_validator("numerical_value", mode="before")
+    @classmethod
+    def _number_not_boolean(cls, value: Any) -> Any:
+        # pydantic would store true as 1.0; a boolean here is a wrong field, not a number.
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not true or false (a boolean evaluator takes boolean_value)")
+        return value
+
+    @field_validator("boolean_value", mode="before")
+    @classmethod
+    def _boolean_not_number(cls, value: Any) -> Any:
+        # pydantic would read 1 or "yes" as true; only true/false (or their JSON text) is a boolean score.
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        if value is not None and not isinstance(value, bool):
+            raise ValueError("must be true or false (a numerical evaluator takes numerical_value)")
+        return value
 
     @field_validator("categorical_value", mode="before")
     @classmethod
@@ -157,7 +134,7 @@ class ScoreValues(BaseModel):
         field = self.value_field()
         value = getattr(self, field)
         if field == "json_value" and not isinstance(value, str):
-            value = json.dumps(value)
+            value = json.dumps(value, allow_nan=False)  # checked encodable by check_value
         return {field: value}
 
 
@@ -176,37 +153,28 @@ def check_value(field: str, value: Any, score_value_type: str | None) -> None:
             raise ScoreValueError(
                 f"score_value_type 'single_select' takes exactly one choice in categorical_value, got {len(value)}"
             )
-    if field == "json_value" and isinstance(value, str):
-        try:
-            json.loads(value)
-        except ValueError:
-            raise ScoreValueError(
-                'json_value must be valid JSON text, e.g. "{\\"verdict\\": \\"pass\\"}"; '
-                "for plain text use string_value"
-            ) from None
+    if field == "json_value":
+        check_json_value(value)
 
 
-def describe_invalid(exc: ValidationError, model: type[BaseModel]) -> str:
-    """A pydantic error in plain words, one clause per field, without echoing the values back."""
-    problems: list[str] = []
-    for error in exc.errors(include_url=False, include_input=False):
-        field = ".".join(str(part) for part in error["loc"]) or "arguments"
-        if error["type"] == "extra_forbidden":
-            problems.append(f"{field} is not an argument (the arguments are: {', '.join(model.model_fields)})")
-        elif error["type"] == "missing":
-            problems.append(f"{field} is required")
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def check_json_value(value: Any) -> None:
+    """Strict JSON only: NaN and Infinity are not JSON, and nesting stays within reason."""
+    try:
+        if isinstance(value, str):
+            json.loads(value, parse_constant=_no_constant)
         else:
-            message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{field}: {message[:1].lower()}{message[1:]}")
-    return "invalid arguments: " + "; ".join(problems)
-
-
-def _replace(schema: dict[str, Any], replacement: dict[str, Any]) -> None:
-    description = schema.get("description")
-    schema.clear()
-    schema.update(replacement)
-    if description:
-        schema["description"] = description
+            json.dumps(value, allow_nan=False)
+    except RecursionError:
+        raise ScoreValueError("json_value is nested too deeply; flatten it (a few levels are plenty)") from None
+    except ValueError:
+        raise ScoreValueError(
+            'json_value must be valid JSON text (NaN and Infinity are not JSON), e.g. "{\\"verdict\\": \\"pass\\"}"; '
+            "for plain text use string_value"
+        ) from None
 
 
 def _evaluator_checked(evaluator_id: str | None, evaluator_slug: str | None) -> None:
@@ -257,49 +225,64 @@ class ScoreUpdate(ScoreValues):
         return self.values_body()
 
 
-class OutputModel(BaseModel):
-    """Base of every tool result: null fields are left out of the output.
-
-    Published output schemas are flat (a field is `number`, not `number or null`),
-    and clients validate results against them, so a missing value must be absent,
-    never null.
-    """
-
-    @model_serializer(mode="wrap")
-    def _drop_nulls(self, handler: core_schema.SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return {key: value for key, value in handler(self).items() if value is not None}
+DEFAULT_PAGE_SIZE = 20
 
 
-class Score(OutputModel):
-    """A score as the API returns it.
+class PageArgs(BaseModel):
+    """Paging shared by the list tools."""
 
-    Parsed leniently: the API adds fields over time, so unknown ones are kept and
-    everything but `id` may be missing.
-    """
+    model_config = ConfigDict(extra="forbid")
 
-    model_config = ConfigDict(extra="allow")
+    page: int | None = Field(None, ge=1, description="Page number, from 1 (default 1).")
+    page_size: int | None = Field(
+        None, ge=1, le=100, description=f"Items per page, 1 to 100 (default {DEFAULT_PAGE_SIZE})."
+    )
 
-    id: str = Field(description="Score ID; pass it to update_score as score_id.")
-    created_at: str | None = Field(None, description="When the score was created (ISO 8601).")
-    type: str | None = Field(None, description="How the score was produced, e.g. llm, human, code, custom.")
-    environment: str | None = Field(None, description="Environment the score belongs to.")
-    numerical_value: float | None = Field(None, description="Numeric value, if the score has one.")
-    boolean_value: bool | None = Field(None, description="Boolean value, if the score has one.")
-    categorical_value: list[str] | None = Field(None, description="Chosen option(s), if the score has them.")
-    string_value: str | None = Field(None, description="Text value, if the score has one.")
-    json_value: str | None = Field(None, description="JSON value as text, if the score has one.")
-    is_passed: bool | None = Field(None, description="Whether the score passes the evaluator's conditions.")
-    cost: float | None = Field(None, description="Evaluation cost in USD, when known.")
-    evaluator_id: str | None = Field(None, description="Evaluator ID.")
-    evaluator_slug: str | None = Field(None, description="Evaluator slug.")
-    evaluator_name: str | None = Field(None, description="Evaluator name.")
-    scorer: str | None = Field(None, description="Who or what produced the score.")
-    log_id: str | None = Field(None, description="The scored log's ID.")
-    prompt_id: str | None = Field(None, description="Associated prompt ID.")
-    prompt_version_number: int | None = Field(None, description="Associated prompt version.")
-    dataset_id: str | None = Field(None, description="Associated dataset ID.")
-    automation_id: str | None = Field(None, description="Associated automation ID.")
-    status: str | None = Field(None, description="Evaluation status.")
-    error_message: str | None = Field(None, description="Evaluation error message.")
-    inputs: dict[str, Any] | None = Field(None, description="Evaluator inputs stored with the score.")
-    evaluator: dict[str, Any] | None = Field(None, description="Evaluator metadata, when it is a platform evaluator.")
+
+class ListEvaluators(PageArgs):
+    """Arguments of `list_evaluators`."""
+
+    search: str | None = Field(None, description="Part of an evaluator's slug or name to filter by.")
+
+
+class ListLogScores(PageArgs):
+    """Arguments of `list_log_scores`."""
+
+    log_id: str = Field(min_length=1, description="ID of the log whose scores to list.")
+
+
+class GetScore(BaseModel):
+    """Arguments of `get_score`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    score_id: str = Field(min_length=1, description="ID of the score to read.")
+
+
+MAX_BATCH_ITEMS = 500
+
+
+class BatchWrite(BaseModel):
+    """Arguments of `upsert_log_scores`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Items are validated one by one (a bad item fails alone), so they arrive as plain objects;
+    # the published schema is upsert_log_score's own, inline.
+    scores: list[Annotated[Any, WithJsonSchema(flat_schema(LogScoreWrite))]] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_ITEMS,
+        description=f"1 to {MAX_BATCH_ITEMS} scores, each with the same fields as upsert_log_score.",
+    )
+    # `ge`, not `gt`: Gemini's schema model refuses `exclusiveMinimum`.
+    deadline_seconds: float | None = Field(
+        None,
+        ge=BATCH_DEADLINE_MIN,
+        le=BATCH_DEADLINE_MAX,
+        allow_inf_nan=False,
+        description=(
+            "Seconds the call may take before it returns, with what is not written yet marked deferred "
+            f"(default 45, from {BATCH_DEADLINE_MIN:g} to {BATCH_DEADLINE_MAX:g}). Keep it under your client's "
+            "tool-call timeout."
+        ),
+    )

@@ -16,36 +16,34 @@ from typing import Any
 
 import anyio
 import uvicorn
+from mcp.server.lowlevel import Server
+from mcp.server.sse import SseServerTransport
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from respan_mcp import calllog
 from respan_mcp.config import Config
+from respan_mcp.serve_stdio import SHUTDOWN_GRACE
+from respan_mcp.serve_stdio import run as serve_stdio_run
 from respan_mcp.server import ServerState, build_server
-from respan_mcp.serve_stdio import SHUTDOWN_GRACE, serve_stdio
 
 
 def serve(config: Config, *, transport: str = "stdio", host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run until the host closes stdin, or a signal stops the process."""
-    server = build_server(config)
-    calllog.configure(config.log_format, config.log_level)  # after the SDK's own logging set-up, to replace it
     if transport == "stdio":
-        anyio.run(serve_stdio, server)
+        serve_stdio_run(config)
         return
-
-    state: ServerState = server.state
-    state.loopback_bind = is_loopback(host)
-    if not state.loopback_bind:
+    state = ServerState(config)
+    server = build_server(config, state=state)
+    calllog.configure(config.log_format, config.log_level)
+    state.keys.loopback_bind = is_loopback(host)
+    if not state.keys.loopback_bind:
         calllog.notice(config.log_format, _network_notice(host, config))
-    server.custom_route("/healthz", methods=["GET"])(_healthz)
-    server.custom_route("/readyz", methods=["GET"])(functools.partial(_readyz, state))
-    security = _security(host)
-    if transport == "sse":
-        app = server.sse_app(host=host, transport_security=security)
-    else:
-        # Stateless: any replica behind a load balancer can answer any request.
-        app = server.streamable_http_app(stateless_http=True, host=host, transport_security=security)
+    app = sse_app(server, state, host) if transport == "sse" else streamable_http_app(server, state, host)
     gate = _DrainGate(app, state, "/sse" if transport == "sse" else "/mcp", count=transport != "sse")
     uvicorn_config = uvicorn.Config(
         gate,
@@ -56,6 +54,44 @@ def serve(config: Config, *, transport: str = "stdio", host: str = "127.0.0.1", 
         log_config=None if config.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
     anyio.run(_DrainingServer(uvicorn_config, state, gate).serve)
+
+
+def health_routes(state: ServerState) -> list[Route]:
+    return [
+        Route("/healthz", _healthz, methods=["GET"]),
+        Route("/readyz", functools.partial(_readyz, state), methods=["GET"]),
+    ]
+
+
+def streamable_http_app(server: Server[ServerState], state: ServerState, host: str) -> Starlette:
+    """Streamable HTTP at /mcp, stateless: any replica behind a load balancer can answer any request."""
+    return server.streamable_http_app(
+        stateless_http=True, host=host, transport_security=_security(host), custom_starlette_routes=health_routes(state)
+    )
+
+
+def sse_app(server: Server[ServerState], state: ServerState, host: str) -> Starlette:
+    """The legacy HTTP+SSE transport (deprecated by the MCP revision of 2026-07-28, still asked for):
+    a stream at /sse, messages posted to /messages/."""
+    sse = SseServerTransport("/messages/", security_settings=_security(host))
+    return Starlette(
+        routes=[
+            Route("/sse", _SseStream(server, sse), methods=["GET"]),
+            Mount("/messages/", app=sse.handle_post_message),
+            *health_routes(state),
+        ]
+    )
+
+
+class _SseStream:
+    """ASGI endpoint of /sse: one server session per stream (Starlette hands a class instance the raw ASGI call)."""
+
+    def __init__(self, server: Server[ServerState], sse: SseServerTransport) -> None:
+        self.server, self.sse = server, sse
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with self.sse.connect_sse(scope, receive, send) as (read, write):
+            await self.server.run(read, write, self.server.create_initialization_options())
 
 
 def is_loopback(host: str) -> bool:
@@ -122,6 +158,11 @@ class _DrainGate:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"].rstrip("/") != self.path:
             await self.app(scope, receive, send)
+            return
+        if self.count and scope["method"] == "GET":
+            # Stateless streamable HTTP has no server-initiated messages to stream; an idle GET stream
+            # would only hold a descriptor and delay shutdown. The spec lets a server answer 405.
+            await Response(status_code=405, headers={"Allow": "POST"})(scope, receive, send)
             return
         if self.state.draining:
             busy = JSONResponse(

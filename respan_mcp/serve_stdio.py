@@ -20,13 +20,26 @@ from types import TracebackType
 from typing import Any
 
 import anyio
+from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
+
+from respan_mcp import calllog
+from respan_mcp.config import Config
+from respan_mcp.server import ServerState, build_server
 
 SHUTDOWN_GRACE = 20.0  # seconds; in-flight calls are bounded by RESPAN_TIMEOUT anyway
 
 
-async def serve_stdio(server: Any) -> None:
-    lowlevel = server._lowlevel_server  # the SDK's own stdio runner takes no stdin of ours
+def run(config: Config) -> None:
+    """Serve one host over stdin and stdout until it closes stdin or a signal stops us."""
+    state = ServerState(config)
+    server = build_server(config, state=state)
+    calllog.configure(config.log_format, config.log_level)
+    anyio.run(serve_stdio, server)
+
+
+async def serve_stdio(server: Server[Any]) -> None:
+    lowlevel = server
     stdio = _Stdio()
     async with anyio.create_task_group() as group:
         group.start_soon(_stop_on_signal, stdio, group.cancel_scope)

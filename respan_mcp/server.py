@@ -1,34 +1,37 @@
-"""The MCP server: tools built from the score models, forwarded to the Respan API.
+"""The MCP server on the SDK's public low-level API, and the one path every tool call takes.
 
-Tool schemas are generated from `models.py` (flattened for portability) rather
-than from function signatures, so the models stay the one source of truth.
+`call_tool` is that path: the tool's arguments parsed once by its model, the key this
+call uses, the tool (checks, then the API), errors turned into messages an agent can act
+on, the JSON call log, and the count of calls in flight that draining waits for.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import logging
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import httpx2
-from mcp.server import MCPServer
+from mcp import types
 from mcp.server.context import ServerRequestContext
-from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult, CompleteRequestParams, CompleteResult, Completion, PromptReference, TextContent
+from mcp.server.lowlevel import Server
+from pydantic import BaseModel, ValidationError
 
 from respan_mcp import prompts
-from respan_mcp.batch import MAX_DEADLINE, BatchResult, BatchWrite, is_error, write_batch
-from respan_mcp.calllog import CallLog, StatusRecorder
+from respan_mcp.calllog import CallLine, CallLog, StatusRecorder
 from respan_mcp.client import RespanClient, package_version
 from respan_mcp.config import Config
 from respan_mcp.errors import RespanError
 from respan_mcp.evaluator_cache import EvaluatorCache
-from respan_mcp.models import PAIRING_TABLE_TEXT, LogScoreWrite, Score, ScoreUpdate
-from respan_mcp.reads import read_tools
-from respan_mcp.tooling import caller_key, key_for, model_tool, score_from, tool_answer, validated
+from respan_mcp.keys import KeyPolicy, KeyRefused
+from respan_mcp.models import PAIRING_TABLE_TEXT, ScoreValueError
+from respan_mcp.results import NotAScoreError
+from respan_mcp.schema import decode_json_text, describe_invalid
+from respan_mcp.tools import TOOLS, Call, Tool
+
+logger = logging.getLogger(__name__)
 
 INSTRUCTIONS = f"""\
 Write evaluation scores into Respan. If you do not know an evaluator's type, call list_evaluators
@@ -38,31 +41,38 @@ update_score changes a score by its id; upsert_log_scores writes many at once; g
 list_log_scores read scores back; the self_grade prompt walks you through grading a run. Send
 exactly one value field, the one the evaluator's score_value_type takes: {PAIRING_TABLE_TEXT}."""
 
-
-# Headers a proxy adds: their presence means loopback no longer says who the caller is.
-FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+SELF_GRADE = types.Prompt(
+    name="self_grade",
+    title="Grade your own run",
+    description="Grade your own run in Respan: learn each evaluator, judge honestly, write the scores, report them.",
+    arguments=[
+        types.PromptArgument(name="log_id", description="ID of the Respan log (span) of the run to grade.", required=True),
+        types.PromptArgument(name="evaluators", description="Comma-separated evaluator slugs to score on.", required=False),
+        types.PromptArgument(name="rubric", description="What good looks like for this run, in your words.", required=False),
+    ],
+)
 
 
 class ServerState:
-    """Owns the one Respan client (and the evaluator cache over it) for the process.
+    """What outlives one call: the Respan client (and the evaluator cache over it), the key
+    policy, and the counters the transports drain and health-check with.
 
-    SSE enters the server lifespan once per connection, streamable HTTP once per
-    process and stdio once: sharing the client across entries keeps one
-    connection pool whatever the transport.
+    SSE enters the server lifespan once per connection, streamable HTTP once per process
+    and stdio once: sharing the client across entries keeps one connection pool whatever
+    the transport.
     """
 
     def __init__(self, config: Config, transport: httpx2.AsyncBaseTransport | None = None) -> None:
         self.config = config
-        self._transport = transport
+        self.keys = KeyPolicy(server_has_key=bool(config.api_key), allow_server_key=config.allow_server_key)
+        self.in_flight = 0  # tool calls running; an HTTP replica drains until it is 0
+        self.draining = False  # set by the HTTP transport on SIGTERM: /readyz answers 503
+        self.shutting_down: anyio.Event | None = None  # set by the stdio transport when the process must end
+        self.call_log = CallLog() if config.log_format == "json" else None
+        self._transport = StatusRecorder(transport) if self.call_log is not None else transport
         self._client: RespanClient | None = None
         self._evaluators: EvaluatorCache | None = None
         self._users = 0
-        self.in_flight = 0  # tool calls running; an HTTP replica drains until it is 0
-        self.loopback_bind = False  # set by transports.serve: may HTTP callers without a key use ours?
-        self.draining = False  # set by transports.serve on SIGTERM: /readyz answers 503
-        self._call_log = CallLog() if config.log_format == "json" else None
-        if self._call_log is not None:
-            self._transport = StatusRecorder(transport)
 
     @property
     def client(self) -> RespanClient:
@@ -78,58 +88,8 @@ class ServerState:
             self._evaluators = EvaluatorCache(client, ttl=self.config.evaluator_ttl)
         return self._evaluators
 
-    async def checked_body(self, write: LogScoreWrite | ScoreUpdate, api_key: str | None) -> dict[str, Any]:
-        """The request body for a write, after every check that can be made before sending.
-
-        Single and batch writes both come through here, so a rule added here holds for both:
-        the core pairing rules, then the evaluator's own type, range and choices when Respan
-        describes it. Raises ScoreValueError with a message that says what to send instead.
-        """
-        body = write.request_body()
-        if isinstance(write, LogScoreWrite):
-            evaluator = await self.evaluators.for_write(write.evaluator_id, write.evaluator_slug, api_key)
-        elif write.score_value_type is None:
-            evaluator = await self.evaluators.for_score(write.score_id, api_key)
-        else:
-            evaluator = None
-        if evaluator is not None:
-            evaluator.check(write)
-        return body
-
-    def server_key_refusal(self, headers: Mapping[str, str]) -> str | None:
-        """Why an HTTP caller without a key of their own may not use the server's; None when they may.
-
-        A loopback bind says the caller is on this machine only while nothing forwards
-        to it: behind a proxy every request comes from loopback, so a forwarding header
-        withdraws the loan. `--allow-server-key` lends it to whoever can reach the port.
-        """
-        if not self.config.api_key:
-            return "This server has no Respan API key of its own"
-        if self.config.allow_server_key:
-            return None
-        if not self.loopback_bind:
-            return "This server lends its Respan API key only to callers on its own machine"
-        if any(name in headers for name in FORWARDING_HEADERS):
-            return "This server does not lend its Respan API key to requests that came through a proxy"
-        return None
-
-    def tracked(self, tool: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        """Count the tool's calls in flight, so shutdown can wait for them; log each in json mode."""
-
-        @functools.wraps(tool)
-        async def call(ctx: Context, **arguments: Any) -> Any:
-            self.in_flight += 1
-            try:
-                if self._call_log is not None:
-                    return await self._call_log.record(tool.__name__, ctx, tool(ctx, **arguments))
-                return await tool(ctx, **arguments)
-            finally:
-                self.in_flight -= 1
-
-        return call
-
     @asynccontextmanager
-    async def lifespan(self, _server: MCPServer[Any]) -> AsyncIterator[ServerState]:
+    async def lifespan(self, _server: Server[ServerState]) -> AsyncIterator[ServerState]:
         self._users += 1
         try:
             yield self
@@ -140,108 +100,102 @@ class ServerState:
                     await self._client.aclose()
 
 
-def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None = None) -> MCPServer[ServerState]:
-    """A server with its own settings; nothing is registered at import, so tests can build many."""
-    state = ServerState(config, transport)
+def request_headers(ctx: ServerRequestContext[Any, Any]) -> Mapping[str, str] | None:
+    """The HTTP request's headers, or None on stdio and in-process."""
+    headers = getattr(ctx.request, "headers", None)
+    return headers if isinstance(headers, Mapping) else None
 
-    async def upsert_log_score(ctx: Context, **arguments: Any) -> Score:
-        write = validated(LogScoreWrite, arguments)
-        key = caller_key(ctx)
-        body = await tool_answer(state.checked_body(write, key))
-        return score_from(await tool_answer(state.client.upsert_log_score(write.log_id, body, api_key=key)))
 
-    async def update_score(ctx: Context, **arguments: Any) -> Score:
-        update = validated(ScoreUpdate, arguments)
-        key = caller_key(ctx)
-        body = await tool_answer(state.checked_body(update, key))
-        return score_from(await tool_answer(state.client.update_score(update.score_id, body, api_key=key)))
+def build_server(
+    config: Config, *, transport: httpx2.AsyncBaseTransport | None = None, state: ServerState | None = None
+) -> Server[ServerState]:
+    """A server with its own settings; nothing is registered at import, so tests can build many.
 
-    async def upsert_log_scores(ctx: Context, **arguments: Any) -> BatchResult | CallToolResult:
-        batch = validated(BatchWrite, arguments)
-        key = caller_key(ctx)
-        result = await write_batch(
-            state.client,
-            batch.scores,
-            check=lambda item: state.checked_body(item, key),
-            api_key=key,
-            deadline=min(batch.deadline_seconds or config.batch_deadline, MAX_DEADLINE),
-            max_in_flight=config.max_concurrency,
-            progress=ctx.report_progress,
+    The transports pass their own `state` to drain and health-check through it.
+    """
+    state = state or ServerState(config, transport)
+    tools: dict[str, Tool[Any]] = {tool.name: tool for tool in TOOLS}
+    listing = types.ListToolsResult(tools=[tool.listing for tool in TOOLS])
+
+    async def list_tools(
+        _ctx: ServerRequestContext[ServerState], _params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        return listing
+
+    async def call_tool(
+        ctx: ServerRequestContext[ServerState], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        tool = tools.get(params.name)
+        if tool is None:
+            return text_error(f"Unknown tool '{params.name}'; the tools are: {', '.join(tools)}.")
+        headers = request_headers(ctx)
+        arguments = params.arguments or {}
+        state.in_flight += 1
+        try:
+            if state.call_log is None:
+                return await run_tool(ctx, tool, arguments, headers, None)
+            async with state.call_log.record(tool.name, headers) as line:
+                return await run_tool(ctx, tool, arguments, headers, line)
+        finally:
+            state.in_flight -= 1
+
+    async def run_tool(
+        ctx: ServerRequestContext[ServerState],
+        tool: Tool[Any],
+        arguments: dict[str, Any],
+        headers: Mapping[str, str] | None,
+        line: CallLine | None,
+    ) -> types.CallToolResult:
+        try:
+            parsed = tool.arguments.model_validate(decode_json_text(arguments, tool.structured))
+            call = Call(
+                config=config,
+                client=state.client,
+                evaluators=state.evaluators,
+                api_key=state.keys.caller_key(headers),
+                progress=ctx.session.report_progress,
+                shutting_down=state.shutting_down,
+            )
+            result = await tool.run(call, parsed)
+        except Exception as exc:
+            if line is not None:
+                line.failed(exc)
+            return failure(tool, exc)
+        answer = success(result)
+        if answer.is_error and line is not None:
+            line.error = "NothingWritten"
+        return answer
+
+    async def list_prompts(
+        _ctx: ServerRequestContext[ServerState], _params: types.PaginatedRequestParams | None
+    ) -> types.ListPromptsResult:
+        return types.ListPromptsResult(prompts=[SELF_GRADE])
+
+    async def get_prompt(
+        _ctx: ServerRequestContext[ServerState], params: types.GetPromptRequestParams
+    ) -> types.GetPromptResult:
+        arguments = params.arguments or {}
+        if params.name != SELF_GRADE.name:
+            raise ValueError(f"Unknown prompt '{params.name}'; the prompt is self_grade.")
+        if not arguments.get("log_id"):
+            raise ValueError("self_grade needs log_id: the ID of the Respan log of the run to grade.")
+        text = prompts.self_grade(arguments["log_id"], arguments.get("evaluators"), arguments.get("rubric"))
+        return types.GetPromptResult(
+            description=SELF_GRADE.description,
+            messages=[types.PromptMessage(role="user", content=types.TextContent(type="text", text=text))],
         )
-        if not is_error(result):
-            return result
-        # Nothing written and nothing to retry: an error, still with every item's reason.
-        return CallToolResult(
-            content=[TextContent(type="text", text=result.model_dump_json())],
-            structured_content=result.model_dump(mode="json"),
-            is_error=True,
-        )
 
-    tools = [
-        model_tool(
-            state.tracked(upsert_log_score),
-            LogScoreWrite,
-            Score,
-            title="Score a log",
-            description=(
-                "Create or update the score a Respan log has for one evaluator (POST /api/logs/{log_id}/scores/). "
-                "One score is kept per log, evaluator and API key: calling again with the same log_id and "
-                "evaluator updates it, so retrying is safe. Give evaluator_id or evaluator_slug, and exactly one "
-                f"value field matching the evaluator's score_value_type ({PAIRING_TABLE_TEXT}). "
-                "Call list_evaluators first if you do not know the evaluator's type; the value is checked "
-                "against the evaluator's type, range and choices before anything is sent. "
-                "Returns the stored score; its id is what update_score takes."
-            ),
-        ),
-        model_tool(
-            state.tracked(update_score),
-            ScoreUpdate,
-            Score,
-            title="Change a score",
-            description=(
-                "Change the value of an existing score by its id (PATCH /api/scores/{score_id}/). Only the value "
-                f"can change: send exactly one value field, the one its evaluator takes ({PAIRING_TABLE_TEXT}). "
-                "Without score_value_type the score's evaluator is read and the value checked against it. "
-                "Returns the updated score."
-            ),
-        ),
-        model_tool(
-            state.tracked(upsert_log_scores),
-            BatchWrite,
-            BatchResult,
-            title="Score many logs",
-            description=(
-                "Write up to 500 scores in one call, each item with the same fields as upsert_log_score. Every "
-                "item is checked first (invalid ones are reported by index and never sent); valid ones are "
-                "written concurrently, slowing down together when Respan rate-limits. The call returns by "
-                "deadline_seconds with one result per item (written, invalid, failed or deferred); send the "
-                "deferred items again after retry_after_seconds (safe: writes are idempotent upserts)."
-            ),
-        ),
-        *read_tools(state),
-    ]
-    server = MCPServer(
-        "respan",
-        title="Respan scores",
-        instructions=INSTRUCTIONS,
-        version=package_version(),
-        log_level=config.log_level,  # type: ignore[arg-type]
-        lifespan=state.lifespan,
-        tools=tools,
-    )
-    server.prompt(name="self_grade", title="Grade your own run")(prompts.self_grade)
-    server.state = state  # type: ignore[attr-defined]  # the transports drain and health-check through it
-
-    async def complete(ctx: ServerRequestContext[Any], params: CompleteRequestParams) -> CompleteResult:
+    async def complete(
+        ctx: ServerRequestContext[ServerState], params: types.CompleteRequestParams
+    ) -> types.CompleteResult:
         """Evaluator slugs for self_grade's `evaluators`, found with the caller's key or a key we may lend."""
         ref, argument = params.ref, params.argument
-        nothing = CompleteResult(completion=Completion(values=[]))
-        if not (isinstance(ref, PromptReference) and ref.name == "self_grade" and argument.name == "evaluators"):
+        nothing = types.CompleteResult(completion=types.Completion(values=[]))
+        if not (isinstance(ref, types.PromptReference) and ref.name == SELF_GRADE.name and argument.name == "evaluators"):
             return nothing
-        headers = getattr(ctx.request, "headers", None)
         try:
-            key = key_for(headers, state) if headers else None
-        except ToolError:  # this caller may not use the server's key: no lookup on its behalf
+            key = state.keys.caller_key(request_headers(ctx))
+        except KeyRefused:  # this caller may not use the server's key: no lookup on its behalf
             return nothing
         if not (key or config.api_key):
             return nothing
@@ -251,10 +205,46 @@ def build_server(config: Config, *, transport: httpx2.AsyncBaseTransport | None 
         except RespanError:
             return nothing
         slugs = [e.evaluator_slug for e in page.evaluators if e.evaluator_slug]
-        return CompleteResult(completion=Completion(values=prompts.complete_slugs(argument.value, slugs)))
+        return types.CompleteResult(completion=types.Completion(values=prompts.complete_slugs(argument.value, slugs)))
 
-    # Registered on the low-level server: unlike `@server.completion()`, its handler sees the request headers.
-    server._lowlevel_server.add_request_handler("completion/complete", CompleteRequestParams, complete)
+    return Server(
+        "respan",
+        version=package_version(),
+        title="Respan scores",
+        instructions=INSTRUCTIONS,
+        lifespan=state.lifespan,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        on_list_prompts=list_prompts,
+        on_get_prompt=get_prompt,
+        on_completion=complete,
+    )
 
-    return server
 
+def success(result: BaseModel) -> types.CallToolResult:
+    """A result model as text and structured content; a batch that wrote nothing is an error, with its report."""
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=result.model_dump_json())],
+        structured_content=result.model_dump(mode="json"),
+        is_error=bool(getattr(result, "is_error", False)),
+    )
+
+
+def failure(tool: Tool[Any], error: Exception) -> types.CallToolResult:
+    """The one wording of every way a call can fail: what was wrong, and whether anything was sent."""
+    if isinstance(error, ValidationError):
+        return text_error(f"{describe_invalid(error, tool.arguments)}. Nothing was sent.")
+    if isinstance(error, ScoreValueError):
+        return text_error(f"{error}. Nothing was sent.")
+    if isinstance(error, RespanError | KeyRefused | NotAScoreError):
+        return text_error(str(error))
+    # A fault of ours: the agent still gets a sentence, never the SDK's bare "Error executing tool".
+    logger.error("%s failed unexpectedly (%s)", tool.name, type(error).__name__, exc_info=logger.isEnabledFor(logging.DEBUG))
+    return text_error(
+        f"{tool.name} failed inside respan-mcp ({type(error).__name__}); whether anything reached Respan is "
+        f"unknown. Read back with list_log_scores or get_score before sending it again."
+    )
+
+
+def text_error(message: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)

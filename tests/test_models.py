@@ -11,11 +11,11 @@ from respan_mcp.models import (
     VALUE_FIELD_FOR_TYPE,
     VALUE_FIELDS,
     LogScoreWrite,
-    Score,
     ScoreUpdate,
     ScoreValueError,
-    flat_schema,
 )
+from respan_mcp.results import Score
+from respan_mcp.schema import flat_schema
 
 VALUES: dict[str, Any] = {
     "numerical_value": 4.5,

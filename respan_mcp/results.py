@@ -1,0 +1,171 @@
+"""Result models: what every tool returns, published as its output schema.
+
+Parsed leniently where the API is the source (it adds fields over time), and
+serialised without nulls (published output schemas are flat, so a missing value
+must be absent, never null).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
+from pydantic_core import core_schema
+
+from respan_mcp.evaluator import Evaluator
+
+
+class OutputModel(BaseModel):
+    """Base of every tool result: null fields are left out of the output."""
+
+    @model_serializer(mode="wrap")
+    def _drop_nulls(self, handler: core_schema.SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+
+class NotAScoreError(ValueError):
+    """The API answered, but not with a score; the message says what that means for the agent."""
+
+
+class Score(OutputModel):
+    """A score as the API returns it.
+
+    Parsed leniently: the API adds fields over time, so unknown ones are kept and
+    everything but `id` may be missing.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(description="Score ID; pass it to update_score as score_id.")
+    created_at: str | None = Field(None, description="When the score was created (ISO 8601).")
+    type: str | None = Field(None, description="How the score was produced, e.g. llm, human, code, custom.")
+    environment: str | None = Field(None, description="Environment the score belongs to.")
+    numerical_value: float | None = Field(None, description="Numeric value, if the score has one.")
+    boolean_value: bool | None = Field(None, description="Boolean value, if the score has one.")
+    categorical_value: list[str] | None = Field(None, description="Chosen option(s), if the score has them.")
+    string_value: str | None = Field(None, description="Text value, if the score has one.")
+    json_value: str | None = Field(None, description="JSON value as text, if the score has one.")
+    is_passed: bool | None = Field(None, description="Whether the score passes the evaluator's conditions.")
+    cost: float | None = Field(None, description="Evaluation cost in USD, when known.")
+    evaluator_id: str | None = Field(None, description="Evaluator ID.")
+    evaluator_slug: str | None = Field(None, description="Evaluator slug.")
+    evaluator_name: str | None = Field(None, description="Evaluator name.")
+    scorer: str | None = Field(None, description="Who or what produced the score.")
+    log_id: str | None = Field(None, description="The scored log's ID.")
+    prompt_id: str | None = Field(None, description="Associated prompt ID.")
+    prompt_version_number: int | None = Field(None, description="Associated prompt version.")
+    dataset_id: str | None = Field(None, description="Associated dataset ID.")
+    automation_id: str | None = Field(None, description="Associated automation ID.")
+    status: str | None = Field(None, description="Evaluation status.")
+    error_message: str | None = Field(None, description="Evaluation error message.")
+    inputs: dict[str, Any] | None = Field(None, description="Evaluator inputs stored with the score.")
+    evaluator: dict[str, Any] | None = Field(None, description="Evaluator metadata, when it is a platform evaluator.")
+
+    @classmethod
+    def from_answer(cls, answer: Any, *, wrote: bool = False) -> Score:
+        """The API's answer as a Score; NotAScoreError when it is not one.
+
+        After a write the message says the write went through, so the agent does not
+        send it again for the wrong reason (reading it back with get_score is safe).
+        """
+        done = "The write went through, but " if wrote else ""
+        if not isinstance(answer, dict) or not isinstance(answer.get("id"), str | int) or isinstance(
+            answer.get("id"), bool
+        ):
+            raise NotAScoreError(
+                f"{done}the Respan API answered without a score id; check that RESPAN_BASE_URL points at the "
+                "Respan API."
+            )
+        try:
+            return cls.model_validate({**answer, "id": str(answer["id"])})
+        except ValidationError as exc:
+            fields = sorted({str(error["loc"][0]) for error in exc.errors() if error["loc"]})
+            raise NotAScoreError(
+                f"{done}the Respan API's answer has fields of an unexpected type ({', '.join(fields)}); "
+                "read the score with get_score, or list the log's scores with list_log_scores."
+            ) from None
+
+
+class EvaluatorSummary(OutputModel):
+    """One evaluator, as list_evaluators returns it: enough to pick the field and a valid value."""
+
+    id: str = Field(description="Evaluator ID; pass it as evaluator_id.")
+    evaluator_slug: str | None = Field(None, description="Evaluator slug; pass it as evaluator_slug.")
+    name: str | None = Field(None, description="Human-readable name.")
+    score_value_type: str | None = Field(None, description="The evaluator's type, e.g. numerical, boolean, single_select.")
+    value_field: str | None = Field(None, description="The value field a score for this evaluator must use.")
+    min_score: float | None = Field(None, description="Lowest allowed numerical_value, if bounded.")
+    max_score: float | None = Field(None, description="Highest allowed numerical_value, if bounded.")
+    choices: list[str] | None = Field(None, description="Allowed categorical_value entries, if any.")
+
+    @classmethod
+    def of(cls, evaluator: Evaluator) -> EvaluatorSummary:
+        return cls(
+            id=evaluator.id,
+            evaluator_slug=evaluator.slug,
+            name=evaluator.name,
+            score_value_type=evaluator.score_value_type,
+            value_field=evaluator.value_field,
+            min_score=evaluator.min_score,
+            max_score=evaluator.max_score,
+            choices=list(evaluator.choices) if evaluator.choices else None,
+        )
+
+
+class EvaluatorPage(OutputModel):
+    """A page of evaluators."""
+
+    count: int = Field(description="How many evaluators match in all.")
+    evaluators: list[EvaluatorSummary] = Field(description="This page's evaluators.")
+    next_page: int | None = Field(None, description="The page to ask for next, if there are more.")
+
+
+class ScorePage(OutputModel):
+    """A page of a log's scores."""
+
+    count: int = Field(description="How many scores the log has in all.")
+    scores: list[Score] = Field(description="This page's scores.")
+    next_page: int | None = Field(None, description="The page to ask for next, if there are more.")
+
+    @classmethod
+    def from_api(cls, data: Any, page: int) -> ScorePage:
+        """A DRF page (`{count, next, previous, results}`), read leniently: a score that cannot be read is left out."""
+        page_data = data if isinstance(data, dict) else {}
+        results = page_data.get("results")
+        scores: list[Score] = []
+        for item in results if isinstance(results, list) else []:
+            try:
+                scores.append(Score.from_answer(item))
+            except NotAScoreError:
+                continue
+        count = page_data.get("count")
+        return cls(
+            count=count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else len(scores),
+            scores=scores,
+            next_page=page + 1 if page_data.get("next") else None,
+        )
+
+
+BatchStatus = Literal["written", "invalid", "failed", "deferred"]
+
+
+class ItemResult(OutputModel):
+    index: int = Field(description="Position of the item in `scores`, from 0.")
+    status: BatchStatus = Field(description="written, invalid (never sent), failed, or deferred (send it again).")
+    score: Score | None = Field(None, description="The stored score, when written.")
+    error: str | None = Field(None, description="What went wrong and what to do, when not written.")
+
+
+class BatchResult(OutputModel):
+    results: list[ItemResult] = Field(description="One entry per input item, in input order.")
+    written: int = Field(description="Items written.")
+    invalid: int = Field(description="Items refused before sending; fix them as their error says.")
+    failed: int = Field(description="Items the API refused or that failed for good.")
+    deferred: int = Field(description="Items not written by the deadline; send them again.")
+    retry_after_seconds: float | None = Field(None, description="When to send the deferred items again.")
+    next_step: str | None = Field(None, description="What to do next, when anything is deferred.")
+
+    @property
+    def is_error(self) -> bool:
+        """The call failed only when nothing could be written and nothing is left to send again."""
+        return self.written == 0 and self.deferred == 0
