@@ -1,10 +1,30 @@
-"""The `self_grade` prompt: an agent grading its own run, honestly, with the tools this server has."""
+"""The `self_grade` prompt: an agent grading its own run, honestly, with the tools this server has.
+
+`self_grade_text` builds the text from what was found about the named evaluators, so the agent
+scores against what each evaluator means (description, rubric, definition, passing condition)
+rather than its own reading of a slug. It fetches nothing: the caller looks the slugs up.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Annotated
 
 from pydantic import Field
+
+from respan_mcp.evaluator import Evaluator
+
+# How much of each evaluator text goes into the prompt: enough to grade by, short enough to read.
+DESCRIPTION_LIMIT = 300
+RUBRIC_LIMIT = 600
+DEFINITION_LIMIT = 400
+UNREACHABLE = (
+    "Respan could not be reached just now, so the evaluators' descriptions and rubrics could not be fetched: "
+    "call list_evaluators for each before you score."
+)
+_NO_SUCH = "- no evaluator has slug '{slug}': check the slug with list_evaluators."
+UNREACHABLE_FOR_SOME = "Respan could not be reached for the rest, so their descriptions and rubrics are missing."
 
 
 def self_grade(
@@ -13,20 +33,52 @@ def self_grade(
     rubric: Annotated[str | None, Field(description="What good looks like for this run, in your words.")] = None,
 ) -> str:
     """Grade your own run in Respan: learn each evaluator, judge honestly, write the scores, report them."""
+    return self_grade_text(log_id, evaluators, rubric)
+
+
+def self_grade_text(
+    log_id: str,
+    evaluators: str | None,
+    rubric: str | None,
+    found: Sequence[Evaluator] = (),
+    unknown: Sequence[str] = (),
+    unreachable: bool = False,
+) -> str:
+    """The prompt's text.
+
+    `found`: the named evaluators Respan described; `unknown`: named slugs no evaluator has;
+    `unreachable`: Respan could not be asked, so what the evaluators mean is missing.
+    """
     slugs = [slug.strip() for slug in (evaluators or "").split(",") if slug.strip()]
-    which = (
-        "these evaluators: " + ", ".join(slugs) + " (call list_evaluators with each as search)"
-        if slugs
-        else "the evaluators that fit this run (call list_evaluators to see them)"
+    rubric = rubric.strip().rstrip(".") if rubric else None
+    if found or unknown:
+        first = ["1. Score it on these evaluators, as Respan describes them:", *_evaluator_lines(slugs, found, unknown)]
+        first += [UNREACHABLE_FOR_SOME] if unreachable else []
+        measure = "what the evaluator measures, as described above"
+        measure += f", and this rubric for the run: {rubric}" if rubric else ""
+    else:
+        which = (
+            "these evaluators: " + ", ".join(slugs) + " (call list_evaluators with each as search)"
+            if slugs
+            else "the evaluators that fit this run (call list_evaluators to see them)"
+        )
+        first = [
+            f"1. Score it on {which}. list_evaluators tells each evaluator's score_value_type, the value "
+            "field it takes, and its range or choices." + (f" {UNREACHABLE}" if unreachable else "")
+        ]
+        measure = "what the evaluator measures" + (f", using this rubric: {rubric}" if rubric else "")
+    judge = (
+        f"2. For each evaluator, judge the run's actual output against {measure}. Base each value on evidence "
+        "you can point to; when unsure, choose the lower value."
     )
+    if any(e.condition_text() for e in found):
+        judge += " Where an evaluator passes at a threshold, judge first and let the verdict follow: never move a "
+        judge += "value across it."
     steps = [
         f"You are grading your own run, logged in Respan as log {log_id}. Grade it as a strict reviewer "
         "would: a flattering score is worse than none, because people decide on it.",
-        f"1. Score it on {which}. list_evaluators tells each evaluator's score_value_type, the value "
-        "field it takes, and its range or choices.",
-        "2. For each evaluator, judge the run's actual output against what the evaluator measures"
-        + (f", using this rubric: {rubric.strip()}" if rubric and rubric.strip() else "")
-        + ". Base each value on evidence you can point to; when unsure, choose the lower value.",
+        *first,
+        judge,
         f'3. Write the scores with log_id "{log_id}": upsert_log_score for one, upsert_log_scores for '
         "several (one item per evaluator). Use only the value field each evaluator takes.",
         "4. If upsert_log_scores answers with deferred items, call it again with just those items after "
@@ -35,6 +87,55 @@ def self_grade(
         "and anything you could not score and why.",
     ]
     return "\n".join(steps)
+
+
+def _evaluator_lines(slugs: list[str], found: Sequence[Evaluator], unknown: Sequence[str]) -> list[str]:
+    """One entry per named slug, in the order given; found evaluators no slug named come last."""
+    by_slug = {e.slug: e for e in found if e.slug}
+    lines: list[str] = []
+    for slug in slugs:
+        if slug in by_slug:
+            lines += _about(by_slug.pop(slug))
+        elif slug in unknown:
+            lines.append(_NO_SUCH.format(slug=slug))
+        else:
+            lines.append(f"- {slug}: not looked up; call list_evaluators with it as search.")
+    listed = set(slugs)
+    lines += [line for e in found if e.slug not in listed for line in _about(e)]
+    lines += [_NO_SUCH.format(slug=slug) for slug in unknown if slug not in listed]
+    return lines
+
+
+def _about(evaluator: Evaluator) -> list[str]:
+    """What an agent needs to score one evaluator: what to send, when it passes, and what it means."""
+    if evaluator.score_value_type is None:
+        send = "Respan does not say its type; send the one value field that fits it"
+    elif evaluator.value_field is None:
+        send = f"its type '{evaluator.score_value_type}' is new to this server; send the value field that fits it"
+    else:
+        send = evaluator.what_to_send()
+        named = evaluator.named_choices or ()
+        if any(choice.name.lower() != choice.value.lower() for choice in named):  # names that add something
+            send += " (" + ", ".join(f"'{c.value}' means {c.name}" for c in named) + ")"
+    head = f"- {evaluator.label}: {evaluator.score_value_type or 'type unknown'}; {send}."
+    condition = evaluator.condition_text()
+    if condition:
+        head += f" It passes when {condition}."
+    lines = [head]
+    for title, text, limit in (
+        ("Description", evaluator.description, DESCRIPTION_LIMIT),
+        ("Rubric", evaluator.rubric, RUBRIC_LIMIT),
+        ("What its grader looks at", evaluator.definition, DEFINITION_LIMIT),
+    ):
+        if text:
+            lines.append(f"  {title}: {_trim(text, limit)}")
+    return lines
+
+
+def _trim(text: str, limit: int) -> str:
+    """One line, at most `limit` characters; a cut is marked so nobody takes it for the whole."""
+    flat = re.sub(r"\s+", " ", text).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 def complete_slugs(partial: str, slugs: list[str]) -> list[str]:

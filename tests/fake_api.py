@@ -3,9 +3,9 @@
 Used by the end-to-end tests (in-process, `RunningFakeRespan`) and by the benchmarks
 (as a separate process: `python tests/fake_api.py --port 0` prints `READY <url>`).
 It keeps the behaviours the server relies on: upsert semantics (201 then 200 for the
-same log, evaluator and scorer), DRF-style error bodies, the trailing-slash rule, the
-429 body with `retry_after`, and routing on the raw path so an encoded id stays in its
-segment.
+same log, evaluator and scorer), `is_passed` from the evaluator's passing condition,
+DRF-style error bodies, the trailing-slash rule, the 429 body with `retry_after`, and
+routing on the raw path so an encoded id stays in its segment.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import asyncio
 import hashlib
 import json
 import math
+import operator
 import signal
 import sys
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -100,6 +101,34 @@ def _value_errors(body: dict[str, Any]) -> dict[str, list[str]]:
     return errors
 
 
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "gte": operator.ge,
+    "gt": operator.gt,
+    "lte": operator.le,
+    "lt": operator.lt,
+    "eq": operator.eq,
+}
+
+
+def _is_passed(evaluator: dict[str, Any] | None, score: dict[str, Any]) -> bool | None:
+    """The backend's verdict: the evaluator's primary-score condition on the score's primary value
+    (boolean_value for boolean evaluators, numerical_value otherwise); null without an evaluator (a
+    custom slug), a condition, or a primary value."""
+    if evaluator is None:
+        return None
+    conditions = evaluator.get("passing_conditions")
+    condition = conditions.get("primary_score") if isinstance(conditions, dict) else None
+    if not isinstance(condition, dict) or condition.get("operator") not in _COMPARE:
+        return None
+    primary = score.get("boolean_value" if evaluator.get("score_value_type") == "boolean" else "numerical_value")
+    threshold = condition.get("value")
+    if isinstance(threshold, list) and len(threshold) == 1:  # Respan's filter format wraps values in lists
+        threshold = threshold[0]
+    if primary is None or not isinstance(threshold, int | float):
+        return None
+    return _COMPARE[condition["operator"]](primary, threshold)
+
+
 class FakeRespan:
     """The state behind the stand-in; `.app` serves it."""
 
@@ -134,8 +163,14 @@ class FakeRespan:
         name: str,
         score_value_type: str,
         score_config: dict[str, Any] | None = None,
+        description: str | None = "",
+        llm_config: dict[str, Any] | None = None,
+        passing_conditions: dict[str, Any] | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
+        """An evaluator as the API serves it; `extra` adds or overrides fields (legacy `categorical_choices`,
+        `configurations`, `type`, ...). `llm_config` holds `model`, `evaluator_definition`, `scoring_rubric`;
+        `passing_conditions` e.g. `{"primary_score": {"operator": "gte", "value": 3}}` decides `is_passed`."""
         evaluator = {
             "id": id,
             "evaluator_slug": slug,
@@ -143,7 +178,9 @@ class FakeRespan:
             "score_value_type": score_value_type,
             "score_config": score_config,
             "type": "llm",
-            "description": "",
+            "description": description,
+            "llm_config": llm_config,
+            "passing_conditions": passing_conditions,
             "created_at": _now(),
             "updated_at": _now(),
             **extra,
@@ -285,6 +322,7 @@ class FakeRespan:
         fields = {k: v for k, v in body.items() if k not in ("evaluator_id", "evaluator_slug", "scorer")}
         if existing is not None:
             existing.update({f: None for f in VALUE_FIELDS} | fields)
+            existing["is_passed"] = _is_passed(evaluator, existing)
             return JSONResponse(self._public(existing), 200)
         score: dict[str, Any] = {
             "id": "score_" + uuid.uuid4().hex[:16],
@@ -311,6 +349,7 @@ class FakeRespan:
             "_evaluator_key": evaluator_key,
             **fields,
         }
+        score["is_passed"] = _is_passed(evaluator, score)
         self.scores[score["id"]] = score
         return JSONResponse(self._public(score), 201)
 
@@ -326,6 +365,7 @@ class FakeRespan:
         if score is None:
             return _error(404, {"detail": "Score not found."})
         score.update(body)
+        score["is_passed"] = _is_passed(self.evaluators.get(score["evaluator_id"] or ""), score)
         return JSONResponse(self._public(score), 200)
 
     @staticmethod
