@@ -21,7 +21,7 @@ from respan_mcp.server import build_server
 from tests.conftest import LOG_ID
 from tests.fake_api import FakeRespan, RunningFakeRespan
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = json.loads((ROOT / "manifest.json").read_text())

@@ -28,6 +28,8 @@ from mcp.client.streamable_http import streamable_http_client
 from tests.conftest import API_KEY, LOG_ID, free_port, stop, wait_healthy
 from tests.fake_api import FakeRespan, RunningFakeRespan
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 # Steps about the image's operating system, not the Python install; replaying them here would

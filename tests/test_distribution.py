@@ -24,6 +24,8 @@ from respan_mcp.config import DEFAULT_BASE_URL, ENVIRONMENT_VARIABLES
 from tests.conftest import API_KEY, LOG_ID
 from tests.fake_api import FakeRespan, RunningFakeRespan
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = json.loads((ROOT / "server.json").read_text())
 SCHEMA = json.loads((ROOT / "tests" / "schemas" / "server.schema.json").read_text())

@@ -15,7 +15,7 @@ from mcp.client.sse import sse_client
 from tests.conftest import API_KEY, LOG_ID, console_script, http_server, server_env
 from tests.fake_api import FakeRespan, RunningFakeRespan
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 TRANSPORTS = ["stdio", "sse", "streamable-http"]
 

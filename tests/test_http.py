@@ -23,7 +23,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from tests.conftest import API_KEY, LOG_ID, console_script, free_port, server_env, stop, wait_healthy
 from tests.fake_api import FakeRespan, RunningFakeRespan
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 KEY_A, KEY_B = "key-of-caller-a", "key-of-caller-b"
 WRITE = {"log_id": LOG_ID, "evaluator_slug": "helpfulness", "score_value_type": "numerical", "numerical_value": 4}

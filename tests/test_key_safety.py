@@ -20,7 +20,7 @@ from tests.conftest import console_script, free_port, server_env
 from tests.fake_api import FakeRespan, RunningFakeRespan
 from tests.test_faults import FAULTS, TIMEOUT, write
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 CANARY = "rk-CANARY-9f3b7e51c0d2a8"
 # The key, or a recognisable piece of it (a wrapped log line may split it).

@@ -15,6 +15,8 @@ import yaml
 from respan_mcp.config import ENVIRONMENT_VARIABLES
 from respan_mcp.serve_http import SHUTDOWN_GRACE
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 # The oldest version the manifests need (preStop sleep is 1.30+) and a recent one; both ship

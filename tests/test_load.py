@@ -12,7 +12,7 @@ from mcp import Client, StdioServerParameters
 from tests.conftest import API_KEY, console_script, server_env
 from tests.fake_api import FakeRespan, RunningFakeRespan
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 CALLS = 2_000
 IN_FLIGHT = 50

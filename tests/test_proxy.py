@@ -21,7 +21,7 @@ from tests.conftest import API_KEY, free_port, server_env, wait_healthy
 from tests.fake_api import FakeRespan, RunningFakeRespan
 from tests.test_http import KEY_A, KEY_B, Replica, mcp_client, replica
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None)
 if NGINX is None:
