@@ -88,7 +88,10 @@ WRONG_TYPES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st
 IDS = st.integers(0, 9).flatmap(lambda n: WRONG_TYPES if n == 0 else st.text(min_size=1, max_size=40) if n < 4 else HOSTILE_IDS)
 NUMBERS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(10**30), 10**30),
                     st.sampled_from([math.nan, math.inf, -math.inf, 1e308, -0.0]))
-TEXT = st.one_of(st.text(max_size=50), st.sampled_from(["", "\x00", "x" * 100_000, "{", "null", '{"a": 1}']))
+TEXT = st.one_of(
+    st.text(max_size=50),
+    st.sampled_from(["", "\x00", "x" * 100_000, "{", "null", '{"a": 1}', "NaN", "Infinity", "[" * 5_000 + "]" * 5_000]),
+)
 VALUES = {
     "numerical_value": st.one_of(NUMBERS, TEXT, WRONG_TYPES),
     "boolean_value": st.one_of(st.booleans(), TEXT, WRONG_TYPES),
@@ -155,10 +158,23 @@ def as_sent(field: str, value: Any) -> Any:
     return value
 
 
+def lax_coercion(field: str, value: Any) -> bool:
+    """A value of the wrong JSON type that a lax parser would coerce: true as 1.0, 1 as true, NaN as JSON."""
+    if field == "numerical_value":
+        return isinstance(value, bool)
+    if field == "boolean_value":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if field == "json_value" and isinstance(value, str):
+        return value.strip() in ("NaN", "Infinity", "-Infinity")
+    return False
+
+
 def cannot_be_valid(arguments: dict[str, Any], allowed: set[str]) -> bool:
     """A pairing (or argument set) no server may send: the oracle, kept independent of models.py."""
     given = [name for name in VALUE_FIELDS if as_sent(name, arguments.get(name)) is not None]
     if len(given) != 1 or set(arguments) - allowed:
+        return True
+    if lax_coercion(given[0], arguments[given[0]]):
         return True
     expected = VALUE_FIELD_FOR_TYPE.get(arguments["score_value_type"]) if isinstance(
         arguments.get("score_value_type"), str) else None
@@ -168,6 +184,7 @@ def cannot_be_valid(arguments: dict[str, Any], allowed: set[str]) -> bool:
 def check_answer(result: Any, sent: list[httpx2.Request]) -> None:
     assert isinstance(result, CallToolResult)
     assert result.content and result.content[0].type == "text"
+    assert not result.content[0].text.startswith("Error executing tool"), result.content[0].text  # always specific
     for request in sent:
         path, _, query = request.url.raw_path.decode("ascii").partition("?")
         route = ROUTES[request.method]

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from respan_mcp.models import (
     VALUE_FIELD_FOR_TYPE,
@@ -94,6 +95,40 @@ def test_json_value_must_be_json_text_or_is_encoded() -> None:
         write(json_value="not json").request_body()
     assert json.loads(write(json_value={"a": [1]}).request_body()["json_value"]) == {"a": [1]}
     assert write(json_value=[1, 2]).request_body()["json_value"] == "[1, 2]"
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"numerical_value": True}, "not true or false"),
+        ({"numerical_value": False}, "not true or false"),
+        ({"boolean_value": 1}, "must be true or false"),
+        ({"boolean_value": 0.0}, "must be true or false"),
+        ({"boolean_value": "yes"}, "must be true or false"),
+    ],
+)
+def test_a_lax_coercion_is_refused(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        write(**fields)
+
+
+def test_numbers_and_booleans_sent_as_text_stay_accepted() -> None:
+    assert write(numerical_value="3").request_body()["numerical_value"] == 3.0
+    assert write(boolean_value="false").request_body()["boolean_value"] is False
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", '{"a": NaN}', "[Infinity]"])
+def test_json_value_refuses_what_is_not_json(text: str) -> None:
+    with pytest.raises(ScoreValueError, match="NaN and Infinity are not JSON"):
+        write(json_value=text).request_body()
+    with pytest.raises(ScoreValueError, match="NaN and Infinity are not JSON"):
+        write(json_value={"a": float("nan")}).request_body()
+
+
+@pytest.mark.parametrize("depth", [5_000, 100_000])
+def test_json_value_nested_too_deeply_is_refused(depth: int) -> None:
+    with pytest.raises(ScoreValueError, match="nested too deeply"):
+        write(json_value="[" * depth + "]" * depth).request_body()
 
 
 def test_upsert_body_carries_optional_fields_in_api_names() -> None:
