@@ -160,7 +160,7 @@ class IdentityProviderVerifier(TokenVerifier):
 
     # -- TokenVerifier --------------------------------------------------------------------------
 
-    async def verify_token(self, token: str) -> AccessToken | None:
+    async def verify_token(self, token: str) -> SignedInCaller | None:
         try:
             return await self._verify(token)
         except Refused as refused:
@@ -239,11 +239,12 @@ class IdentityProviderVerifier(TokenVerifier):
             raise Refused("not yet valid")
 
     def _caller(self, token: str, claims: Mapping[str, Any]) -> SignedInCaller:
-        """Who the token speaks for. Entra puts the client in `azp`/`appid` and scopes in `scp`."""
+        """Who the token speaks for. RFC 9068 says `client_id` and `scope`; Okta writes the client as
+        `cid` and scopes as an `scp` list, Entra `azp` (v2) or `appid` (v1) and an `scp` string."""
         scope = claims.get("scope", claims.get("scp", ""))
-        scopes = scope.split() if isinstance(scope, str) else [s for s in scope if isinstance(s, str)]
+        scopes = scope.split() if isinstance(scope, str) else [s for s in scope if isinstance(s, str)] if isinstance(scope, list) else []
         subject, email = claims.get("sub"), claims.get("email")
-        client_id = next((c for c in (claims.get(n) for n in ("client_id", "azp", "appid")) if isinstance(c, str)), subject)
+        client_id = next((c for c in (claims.get(n) for n in ("client_id", "cid", "azp", "appid")) if isinstance(c, str)), subject)
         if not isinstance(client_id, str):
             raise Refused("missing claim")
         exp = claims.get("exp")

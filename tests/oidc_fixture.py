@@ -2,14 +2,15 @@
 
 Use it from any test module with
 
-    from tests.oidc_fixture import RESOURCE, SCOPE, oidc  # noqa: F401  (oidc is a fixture)
+    from tests.oidc_fixture import RESOURCE, SCOPE, oidc_provider  # noqa: F401  (the `oidc` fixture)
 
-`oidc` (module scope) is a running `OpenIdProvider`: `oidc.issuer`, `oidc.token()` (a client-credentials
-token for `RESOURCE` with `SCOPE`, a real RFC 9068 JWT access token), `oidc.mint(...)` (a token signed
-with the provider's own or another key, for tokens no honest provider would issue), `oidc.requests(path)`
-(how often the provider served a path). A test that needs its own provider (key rotation) uses
-`OpenIdProvider(tmp_path, keys)` as a context manager. Tests skip, saying why, only when node or the
-npm packages (`npm ci --prefix tests/oidc`) are missing.
+and take `oidc` as a test's argument. `oidc` (module scope) is a running `OpenIdProvider`:
+`oidc.issuer`; `oidc.token()`, a client-credentials token for `RESOURCE` with `SCOPE` (a real
+RFC 9068 JWT access token); `oidc.mint(...)`, a token signed with the provider's own or another key,
+for tokens no honest provider would issue; `oidc.requests(path)`, how often the provider served a
+path. A test that needs its own provider (key rotation) uses `OpenIdProvider(tmp_path, keys)` as a
+context manager. Tests skip, saying why, only when node or the npm packages
+(`npm ci --prefix tests/oidc`) are missing.
 """
 
 from __future__ import annotations
@@ -217,8 +218,8 @@ class OpenIdProvider:
         return int(counts.get(path, 0))
 
 
-@pytest.fixture(scope="module")
-def oidc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenIdProvider]:
+@pytest.fixture(scope="module", name="oidc")
+def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenIdProvider]:
     """A running provider signing with an RSA key (RS256), also publishing an EC key (ES256)."""
     keys = [SigningKey.generate("RS256"), SigningKey.generate("ES256")]
     with OpenIdProvider(tmp_path_factory.mktemp("oidc"), keys) as provider:

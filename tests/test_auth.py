@@ -49,7 +49,7 @@ from tests.oidc_fixture import (
     SCOPE,
     OpenIdProvider,
     SigningKey,
-    oidc,  # noqa: F401  (the fixture)
+    oidc_provider,  # noqa: F401  (the `oidc` fixture)
 )
 
 pytestmark = pytest.mark.anyio
@@ -113,10 +113,21 @@ async def test_an_es256_token_signed_with_the_providers_ec_key_is_accepted(oidc:
 
 
 @pytest.mark.slow
-async def test_scp_as_a_list_is_read_as_scopes(oidc: OpenIdProvider) -> None:
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"scope": None, "scp": [SCOPE], "client_id": None, "cid": "app", "sub": "ann@example.test"},  # Okta
+        {"scope": None, "scp": SCOPE, "client_id": None, "azp": "app", "sub": "opaque-user-id"},  # Entra v2
+        {"scope": None, "scp": SCOPE, "client_id": None, "appid": "app", "sub": "opaque-user-id"},  # Entra v1
+    ],
+    ids=["okta", "entra-v2", "entra-v1"],
+)
+async def test_the_client_and_scopes_are_read_where_each_provider_writes_them(
+    oidc: OpenIdProvider, claims: dict[str, Any]
+) -> None:
     async with verifier_for(oidc.issuer) as verifier:
-        caller = await verifier.verify_token(oidc.mint(scope=None, scp=[SCOPE]))
-    assert caller is not None and caller.scopes == [SCOPE]
+        caller = await verifier.verify_token(oidc.mint(**claims))
+    assert caller is not None and (caller.client_id, caller.subject, caller.scopes) == ("app", claims["sub"], [SCOPE])
 
 
 @pytest.mark.slow
@@ -384,7 +395,7 @@ class FakeIssuer:
 
 def issuer_routes(key: SigningKey, issuer: str = ISSUER, **metadata: Any) -> dict[str, tuple[int, Any]]:
     return {
-        f"https://idp.example.test/.well-known/oauth-authorization-server/tenant": (
+        "https://idp.example.test/.well-known/oauth-authorization-server/tenant": (
             200, {"issuer": issuer, "jwks_uri": "https://idp.example.test/keys"} | metadata,
         ),
         "https://idp.example.test/keys": (200, {"keys": [key.public_jwk()]}),
@@ -395,6 +406,36 @@ def token_for(key: SigningKey, **overrides: Any) -> str:
     now = int(time.time())
     claims = {"iss": ISSUER, "aud": [RESOURCE, "other"], "client_id": "c", "scp": SCOPE, "exp": now + 300} | overrides
     return key.sign(claims)
+
+
+async def test_with_keys_that_name_no_alg_as_entra_publishes_only_asymmetric_algorithms_pass() -> None:
+    key = SigningKey.generate("RS256")
+    routes = issuer_routes(key)
+    routes["https://idp.example.test/keys"] = (200, {"keys": [{k: v for k, v in key.public_jwk().items() if k != "alg"}]})
+    claims = jwt.decode(token_for(key), options={"verify_signature": False})
+    header = {"typ": "at+jwt", "kid": key.kid}
+    signing_input = unsigned({"alg": "HS256"} | header, claims).rsplit(".", 1)[0]
+    hs256 = f"{signing_input}.{b64url(hmac.new(key.public_pem(), signing_input.encode(), hashlib.sha256).digest())}"
+    ps256 = jwt.encode(claims, key.private, algorithm="PS256", headers=header)
+    async with FakeIssuer(routes).client() as http, verifier_for(ISSUER, http=http) as verifier:
+        assert await verifier.verify_token(unsigned({"alg": "none"} | header, claims)) is None
+        assert await verifier.verify_token(hs256) is None
+        assert await verifier.verify_token(token_for(key)) is not None
+        assert await verifier.verify_token(ps256) is not None
+
+
+async def test_malformed_tokens_are_refused_without_an_exception() -> None:
+    key = SigningKey.generate()
+    good = jwt.decode(token_for(key), options={"verify_signature": False})
+    tokens = [
+        "a.b.c", "....", "Bearer", "eyJ.eyJ.", unsigned({"alg": ["RS256"], "kid": key.kid}, good),
+        unsigned({"alg": "RS256", "kid": {"x": 1}}, good), unsigned({"alg": "RS256", "kid": 7}, good),
+        key.sign(good | {"exp": "tomorrow"}), key.sign(good | {"nbf": [1]}), key.sign(good | {"client_id": None, "sub": 5}),
+    ]
+    async with FakeIssuer(issuer_routes(key)).client() as http, verifier_for(ISSUER, http=http) as verifier:
+        assert [await verifier.verify_token(token) for token in tokens] == [None] * len(tokens)
+        odd_scope = await verifier.verify_token(key.sign(good | {"scp": 5}))
+    assert odd_scope is not None and odd_scope.scopes == []
 
 
 def test_discovery_tries_openid_then_rfc8414_path_inserted_then_appended() -> None:
