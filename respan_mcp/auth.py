@@ -1,0 +1,373 @@
+"""Sign-in with a team's identity provider: the HTTP server as an OAuth 2.1 resource server.
+
+The MCP authorization spec gives this server the resource-server role only: a host signs its user
+in at the team's identity provider (Okta, Entra ID, Auth0, Keycloak, ...) and sends the access token
+it got as `Authorization: Bearer ...`. `IdentityProviderVerifier` decides whether such a token was
+issued by that provider for this server; the SDK's bearer middleware (`streamable_http_app(auth=...,
+token_verifier=...)`) answers 401 for a refused token and 403 `insufficient_scope` for a token
+without the scopes of `auth_settings()`, so scopes are required in one place only.
+
+A refused token is never logged, whole or in part: only the reason's class is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import anyio
+import httpx2
+import jwt
+from mcp.server.auth.provider import AccessToken, TokenVerifier
+from mcp.server.auth.settings import AuthSettings
+from pydantic import Field
+
+from respan_mcp.client import package_version
+
+logger = logging.getLogger(__name__)
+
+# Asymmetric signatures only: `none` and HS* (an HMAC "keyed" with the issuer's public key) never pass.
+ALGORITHMS = ("RS256", "PS256", "ES256")
+KEY_TYPES = {"RS256": "RSA", "PS256": "RSA", "ES256": "EC"}
+LEEWAY = 60.0  # seconds of clock skew tolerated on exp/nbf
+REFRESH_INTERVAL = 30.0  # at most one JWKS fetch per this many seconds, however many unknown kids arrive
+KEYS_MAX_AGE = 3600.0  # refetch the key set this often, so a key the provider withdrew stops working
+TIMEOUT = 10.0
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+class SignedInCaller(AccessToken):
+    """A verified token and who it speaks for: `client_id`, `subject` (`sub`), `email`, `claims["iss"]`.
+
+    The raw token is kept because the SDK's model requires it, but it is left out of `repr` and of
+    `model_dump()`, so logging this object (e.g. in the JSON call log) cannot leak it.
+    """
+
+    token: str = Field(repr=False, exclude=True)
+    email: str | None = None
+
+    @property
+    def issuer(self) -> str | None:
+        return (self.claims or {}).get("iss")
+
+
+@dataclass(frozen=True)
+class Introspection:
+    """RFC 7662 credentials, for tokens that are not JWTs; `url` defaults to the issuer's metadata."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    url: str | None = None
+
+
+class IdentityProviderError(Exception):
+    """The identity provider's metadata or keys could not be had; the message says what to fix."""
+
+
+class Refused(Exception):
+    """A token was refused; `str()` is the reason's class, never any piece of the token."""
+
+
+def auth_settings(resource_url: str, issuer: str, scopes: list[str]) -> AuthSettings:
+    """The SDK's settings for a resource server at `resource_url` trusting `issuer`.
+
+    The SDK serves them as `/.well-known/oauth-protected-resource{path}` and answers 403
+    `insufficient_scope` when a token lacks one of `scopes`. `validate_token_resource` is off
+    because `IdentityProviderVerifier` checks the audience itself (which may be set apart from the
+    resource URL, e.g. Entra's `api://...`).
+    """
+    return AuthSettings(
+        issuer_url=issuer,  # type: ignore[arg-type]  # pydantic parses the URL
+        resource_server_url=resource_url,  # type: ignore[arg-type]
+        required_scopes=list(scopes),
+        validate_token_resource=False,
+    )
+
+
+def discovery_urls(issuer: str) -> list[str]:
+    """Where the issuer's metadata may be: OpenID Connect's appended form, then RFC 8414's
+    path-inserted form, then (for an issuer with a path, as Keycloak serves it) RFC 8414 appended."""
+    parts = urlsplit(issuer)
+    path = parts.path.rstrip("/")
+    origin = f"{parts.scheme}://{parts.netloc}"
+    urls = [f"{issuer.rstrip('/')}/.well-known/openid-configuration", f"{origin}/.well-known/oauth-authorization-server{path}"]
+    if path:
+        urls.append(f"{origin}{path}/.well-known/oauth-authorization-server")
+    return urls
+
+
+def require_secure(url: str, what: str) -> None:
+    """OAuth 2.1: https everywhere except loopback (tests, a provider on the same machine)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
+        return
+    raise IdentityProviderError(f"{what} {url!r} must be an https:// URL (http:// only on loopback)")
+
+
+class IdentityProviderVerifier(TokenVerifier):
+    """Verifies bearer tokens from one issuer, for one audience (by default the resource URL).
+
+    JWT access tokens (RFC 9068) are checked locally against the issuer's published keys; any other
+    token (an opaque token, or a Respan API key sent by mistake) is asked about at the issuer's
+    introspection endpoint (RFC 7662) when `introspection` credentials are given, and refused otherwise.
+    `clock` (seconds since the epoch) is injectable so tests can move time without sleeping.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        *,
+        introspection: Introspection | None = None,
+        http: httpx2.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        require_secure(issuer, "the issuer")
+        if introspection and introspection.url:
+            require_secure(introspection.url, "the introspection URL")
+        self.issuer, self.audience, self.introspection = issuer, audience, introspection
+        self._http, self._owns_http = http, http is None
+        self._clock = clock
+        self._lock = anyio.Lock()
+        self._metadata: Mapping[str, Any] | None = None
+        self._keys: dict[str | None, dict[str, Any]] = {}  # kid -> public JWK
+        self._built: dict[tuple[str | None, str], jwt.PyJWK] = {}
+        self._loaded_at: float | None = None
+        self._last_attempt: float | None = None
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Fetch the issuer's metadata and keys now (at start); raises `IdentityProviderError`."""
+        async with self._lock:
+            self._last_attempt = self._clock()
+            await self._fetch_keys()
+
+    async def ready(self) -> bool:
+        """Whether the issuer's keys are loaded; if not, try again (at most once per REFRESH_INTERVAL)."""
+        if self._loaded_at is None:
+            await self._refresh()
+        return self._loaded_at is not None
+
+    async def aclose(self) -> None:
+        if self._owns_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    # -- TokenVerifier --------------------------------------------------------------------------
+
+    async def verify_token(self, token: str) -> SignedInCaller | None:
+        try:
+            return await self._verify(token)
+        except Refused as refused:
+            logger.info("bearer token refused: %s", refused)
+            return None
+
+    async def _verify(self, token: str) -> SignedInCaller:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            if self.introspection is None:
+                raise Refused("not a JWT, and no introspection is configured") from None
+            return await self._introspect(token)
+        return await self._verify_jwt(token, header)
+
+    async def _verify_jwt(self, token: str, header: Mapping[str, Any]) -> SignedInCaller:
+        alg = header.get("alg")
+        if alg not in ALGORITHMS:
+            raise Refused("signature algorithm not allowed")
+        key = await self._signing_key(header.get("kid"), alg)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=self.audience,
+                issuer=self.issuer,
+                # exp and nbf are checked below against the injectable clock.
+                options={"require": ["exp", "iss", "aud"], "verify_exp": False, "verify_nbf": False, "verify_iat": False},
+            )
+        except jwt.InvalidSignatureError:
+            raise Refused("bad signature") from None
+        except jwt.InvalidIssuerError:
+            raise Refused("wrong issuer") from None
+        except jwt.InvalidAudienceError:
+            raise Refused("wrong audience") from None
+        except jwt.MissingRequiredClaimError:
+            raise Refused("missing claim") from None
+        except jwt.PyJWTError:
+            raise Refused("malformed token") from None
+        self._check_times(claims)
+        return self._caller(token, claims)
+
+    async def _signing_key(self, kid: Any, alg: str) -> jwt.PyJWK:
+        if not isinstance(kid, (str, type(None))):
+            raise Refused("malformed token")
+        jwk = self._find_key(kid)
+        if jwk is None or self._loaded_at is None or self._clock() - self._loaded_at > KEYS_MAX_AGE:
+            await self._refresh()  # rate-limited; a failed refetch keeps the keys we have
+            jwk = self._find_key(kid)
+        if jwk is None:
+            raise Refused("unknown signing key")
+        if jwk.get("alg", alg) != alg or jwk.get("kty") != KEY_TYPES[alg]:
+            raise Refused("signature algorithm does not match the key")
+        built = self._built.get((kid, alg))
+        if built is None:
+            try:
+                built = self._built[(kid, alg)] = jwt.PyJWK(jwk, algorithm=alg)
+            except jwt.PyJWTError:
+                raise Refused("signature algorithm does not match the key") from None
+        return built
+
+    def _find_key(self, kid: str | None) -> dict[str, Any] | None:
+        if kid is None and len(self._keys) == 1:  # a provider with one key may leave kid out
+            return next(iter(self._keys.values()))
+        return self._keys.get(kid)
+
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        now = self._clock()
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        if not isinstance(exp, (int, float)) or (nbf is not None and not isinstance(nbf, (int, float))):
+            raise Refused("malformed token")
+        if now > exp + LEEWAY:
+            raise Refused("expired")
+        if nbf is not None and now < nbf - LEEWAY:
+            raise Refused("not yet valid")
+
+    def _caller(self, token: str, claims: Mapping[str, Any]) -> SignedInCaller:
+        """Who the token speaks for. RFC 9068 says `client_id` and `scope`; Okta writes the client as
+        `cid` and scopes as an `scp` list, Entra `azp` (v2) or `appid` (v1) and an `scp` string."""
+        scope = claims.get("scope", claims.get("scp", ""))
+        scopes = scope.split() if isinstance(scope, str) else [s for s in scope if isinstance(s, str)] if isinstance(scope, list) else []
+        subject, email = claims.get("sub"), claims.get("email")
+        client_id = next((c for c in (claims.get(n) for n in ("client_id", "cid", "azp", "appid")) if isinstance(c, str)), subject)
+        if not isinstance(client_id, str):
+            raise Refused("missing claim")
+        exp = claims.get("exp")
+        return SignedInCaller(
+            token=token,
+            client_id=client_id,
+            scopes=scopes,
+            expires_at=int(exp) if isinstance(exp, (int, float)) else None,
+            resource=self.audience,
+            subject=subject if isinstance(subject, str) else None,
+            email=email if isinstance(email, str) else None,
+            claims={"iss": self.issuer},
+        )
+
+    # -- introspection (RFC 7662) ---------------------------------------------------------------
+
+    async def _introspect(self, token: str) -> SignedInCaller:
+        assert self.introspection is not None
+        url = self.introspection.url
+        if url is None:
+            if self._metadata is None:
+                await self._refresh()
+            url = (self._metadata or {}).get("introspection_endpoint")
+            if not isinstance(url, str):
+                raise Refused("introspection endpoint unknown")
+        # RFC 6749 §2.3.1: the Basic credentials are form-encoded before base64.
+        credentials = (quote(self.introspection.client_id, safe=""), quote(self.introspection.client_secret, safe=""))
+        try:
+            response = await self._client().post(
+                url, data={"token": token, "token_type_hint": "access_token"}, auth=credentials, headers={"Accept": "application/json"}
+            )
+            answer = response.json() if response.status_code == 200 else None
+        except (httpx2.HTTPError, ValueError):
+            answer = None
+        if not isinstance(answer, dict):
+            raise Refused("introspection failed")
+        if answer.get("active") is not True:
+            raise Refused("inactive (introspection)")
+        if answer.get("iss", self.issuer) != self.issuer:
+            raise Refused("wrong issuer")
+        audience = answer.get("aud")
+        if not (audience == self.audience or (isinstance(audience, list) and self.audience in audience)):
+            raise Refused("wrong audience")
+        if "exp" in answer:
+            self._check_times(answer)
+        return self._caller(token, answer)
+
+    # -- metadata and keys ----------------------------------------------------------------------
+
+    def _client(self) -> httpx2.AsyncClient:
+        if self._http is None:
+            self._http = httpx2.AsyncClient(timeout=TIMEOUT, headers={"User-Agent": f"respan-mcp/{package_version()}"})
+        return self._http
+
+    async def _refresh(self) -> bool:
+        """Refetch metadata and keys unless that was tried less than REFRESH_INTERVAL ago.
+
+        Returns whether a fetch succeeded, so a flood of made-up kids costs the issuer one
+        request per interval at most.
+        """
+        async with self._lock:
+            now = self._clock()
+            if self._last_attempt is not None and now - self._last_attempt < REFRESH_INTERVAL:
+                return False
+            self._last_attempt = now
+            try:
+                await self._fetch_keys()
+            except IdentityProviderError as error:
+                logger.warning("could not refresh the identity provider's keys: %s", error)
+                return False
+            return True
+
+    async def _fetch_keys(self) -> None:
+        if self._metadata is None:
+            self._metadata = await self._discover()
+        jwks_uri = self._metadata.get("jwks_uri")
+        if not isinstance(jwks_uri, str):
+            raise IdentityProviderError(f"the metadata of {self.issuer} has no jwks_uri; it cannot sign JWT access tokens")
+        require_secure(jwks_uri, "the jwks_uri")
+        document = await self._get_json(jwks_uri)
+        keys: dict[str | None, dict[str, Any]] = {}
+        for jwk in document.get("keys", []) if isinstance(document.get("keys"), list) else []:
+            if not isinstance(jwk, dict) or jwk.get("kty") not in ("RSA", "EC") or jwk.get("use", "sig") != "sig":
+                continue
+            try:
+                jwt.PyJWK(jwk)
+            except jwt.PyJWTError:
+                continue  # a key type or curve we do not verify with
+            keys[jwk.get("kid") if isinstance(jwk.get("kid"), str) else None] = jwk
+        if not keys:
+            raise IdentityProviderError(f"{jwks_uri} holds no RSA or EC signing key; check RESPAN_OAUTH_ISSUER")
+        self._keys, self._built, self._loaded_at = keys, {}, self._clock()
+
+    async def _discover(self) -> Mapping[str, Any]:
+        tried: list[str] = []
+        for url in discovery_urls(self.issuer):
+            try:
+                metadata = await self._get_json(url)
+            except IdentityProviderError as error:
+                tried.append(str(error))
+                continue
+            if metadata.get("issuer") != self.issuer:
+                raise IdentityProviderError(
+                    f"{url} names the issuer {metadata.get('issuer')!r}, not {self.issuer!r}: set RESPAN_OAUTH_ISSUER "
+                    "to exactly the issuer your provider publishes (a trailing slash counts)"
+                )
+            return metadata
+        raise IdentityProviderError(
+            f"found no metadata for the issuer {self.issuer} ({'; '.join(tried)}); check RESPAN_OAUTH_ISSUER and "
+            "that this server can reach the provider"
+        )
+
+    async def _get_json(self, url: str) -> dict[str, Any]:
+        try:
+            response = await self._client().get(url, headers={"Accept": "application/json"})
+        except httpx2.HTTPError as error:
+            raise IdentityProviderError(f"{url}: {type(error).__name__}") from None
+        if response.status_code != 200:
+            raise IdentityProviderError(f"{url} answered {response.status_code}")
+        try:
+            document = response.json()
+        except ValueError:
+            raise IdentityProviderError(f"{url} did not answer JSON") from None
+        if not isinstance(document, dict):
+            raise IdentityProviderError(f"{url} did not answer a JSON object")
+        return document
