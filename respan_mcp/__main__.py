@@ -25,6 +25,10 @@ from respan_mcp.config import (
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
     width = max(map(len, ENVIRONMENT_VARIABLES)) + 2
     environment = "\n".join(f"  {name:<{width}}{meaning}" for name, meaning in ENVIRONMENT_VARIABLES.items())
     parser = argparse.ArgumentParser(
@@ -85,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the URL clients use to reach this server, behind a proxy the proxy's (default http://HOST:PORT; or "
         "RESPAN_PUBLIC_URL); tokens are issued for PUBLIC_URL/mcp",
     )
-    return parser.parse_args(argv)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,7 @@ no traceback, and never show the key.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -554,3 +555,15 @@ def test_allowed_insecure_http_warns_at_start_and_serves(tmp_path: Path) -> None
     done = run_script(RESPAN_BASE_URL="http://respan.invalid", RESPAN_ALLOW_INSECURE_HTTP="1", HOME=str(tmp_path))
     assert done.returncode == 0, done.stderr  # stdin closed at once: the server ends cleanly
     assert done.stderr.startswith("respan-mcp: warning: the base URL 'http://respan.invalid' is plain http")
+
+
+def test_readme_configuration_lists_every_variable_and_flag() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    for name in [*ENVIRONMENT_VARIABLES, *(f"[{flag}" for flag in cli_flags())]:
+        assert name in section, name
+
+
+def cli_flags() -> list[str]:
+    """Every flag the parser knows, from the same usage line --help prints."""
+    return re.findall(r"\[(--[a-z-]+)", cli.build_parser().format_usage())
