@@ -510,6 +510,14 @@ def test_a_canary_key_with_a_bad_character_never_shows() -> None:
         assert_no_piece(done.stdout + done.stderr, key)
 
 
+def test_a_refused_base_url_never_shows_a_good_key() -> None:
+    key = "rk-CANARY-0a9c4e7f12b3d856"
+    for base_url in ("not a url", key, f"https://{key}@api.example.com"):
+        done = run_script(RESPAN_API_KEY=key, RESPAN_BASE_URL=base_url)
+        assert done.returncode == 2 and done.stderr.startswith("respan-mcp: RESPAN_BASE_URL")
+        assert_no_piece(done.stderr, key)
+
+
 def test_main_prints_warnings_then_runs_the_transport(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
