@@ -8,7 +8,7 @@ seconds) and the HTTP client is closed before the process exits with 0.
 from __future__ import annotations
 
 import functools
-import ipaddress
+import logging
 import signal
 import time
 from types import FrameType
@@ -16,34 +16,42 @@ from typing import Any
 
 import anyio
 import uvicorn
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
+from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel import Server
 from mcp.server.sse import SseServerTransport
 from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from respan_mcp import calllog
-from respan_mcp.config import Config
+from respan_mcp.auth import IdentityProviderError, IdentityProviderVerifier, Introspection, auth_settings
+from respan_mcp.config import Config, is_loopback
 from respan_mcp.serve_stdio import SHUTDOWN_GRACE
-from respan_mcp.serve_stdio import run as serve_stdio_run
 from respan_mcp.server import ServerState, build_server
 
+logger = logging.getLogger(__name__)
 
-def serve(config: Config, *, transport: str = "stdio", host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run until the host closes stdin, or a signal stops the process."""
-    if transport == "stdio":
-        serve_stdio_run(config)
-        return
+
+def run(config: Config) -> None:
+    """Serve SSE or streamable HTTP until a signal stops the process (draining first)."""
+    host, port, transport = config.host, config.port, config.transport
     state = ServerState(config)
     server = build_server(config, state=state)
     calllog.configure(config.log_format, config.log_level)
     state.keys.loopback_bind = is_loopback(host)
-    if not state.keys.loopback_bind:
+    if not state.keys.loopback_bind and not config.oauth_issuer:
         calllog.notice(config.log_format, _network_notice(host, config))
-    app = sse_app(server, state, host) if transport == "sse" else streamable_http_app(server, state, host)
+    verifier = sign_in(config)
+    app = sse_app(server, state, config, verifier) if transport == "sse" else streamable_http_app(server, state, config, verifier)
     gate = _DrainGate(app, state, "/sse" if transport == "sse" else "/mcp", count=transport != "sse")
     uvicorn_config = uvicorn.Config(
         gate,
@@ -53,34 +61,101 @@ def serve(config: Config, *, transport: str = "stdio", host: str = "127.0.0.1", 
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
         log_config=None if config.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
-    anyio.run(_DrainingServer(uvicorn_config, state, gate).serve)
+    anyio.run(_serve, _DrainingServer(uvicorn_config, state, gate), verifier)
 
 
-def health_routes(state: ServerState) -> list[Route]:
+async def _serve(server: _DrainingServer, verifier: IdentityProviderVerifier | None) -> None:
+    """uvicorn, with the identity provider's keys fetched beside it (/readyz says 503 until they are)."""
+    async with anyio.create_task_group() as group:
+        if verifier is not None:
+            group.start_soon(_load_keys, verifier)
+        await server.serve()
+        group.cancel_scope.cancel()
+    if verifier is not None:
+        await verifier.aclose()
+
+
+async def _load_keys(verifier: IdentityProviderVerifier) -> None:
+    try:
+        await verifier.load()
+    except IdentityProviderError as exc:  # not fatal: /readyz stays 503 and ready() tries again
+        logger.warning("the identity provider's keys could not be loaded yet: %s", exc)
+
+
+def sign_in(config: Config) -> IdentityProviderVerifier | None:
+    """The token verifier for the team's identity provider, when RESPAN_OAUTH_ISSUER is set."""
+    if not config.oauth_issuer:
+        return None
+    introspection = (
+        Introspection(config.oauth_client_id, config.oauth_client_secret, config.oauth_introspection_url)
+        if config.oauth_client_id and config.oauth_client_secret
+        else None
+    )
+    return IdentityProviderVerifier(config.oauth_issuer, config.audience, introspection=introspection)
+
+
+def health_routes(state: ServerState, verifier: IdentityProviderVerifier | None) -> list[Route]:
     return [
         Route("/healthz", _healthz, methods=["GET"]),
-        Route("/readyz", functools.partial(_readyz, state), methods=["GET"]),
+        Route("/readyz", functools.partial(_readyz, state, verifier), methods=["GET"]),
     ]
 
 
-def streamable_http_app(server: Server[ServerState], state: ServerState, host: str) -> Starlette:
+def streamable_http_app(
+    server: Server[ServerState], state: ServerState, config: Config, verifier: IdentityProviderVerifier | None
+) -> Starlette:
     """Streamable HTTP at /mcp, stateless: any replica behind a load balancer can answer any request."""
     return server.streamable_http_app(
-        stateless_http=True, host=host, transport_security=_security(host), custom_starlette_routes=health_routes(state)
+        stateless_http=True,
+        host=config.host,
+        transport_security=_security(config.host),
+        custom_starlette_routes=health_routes(state, verifier),
+        auth=_auth_settings(config) if verifier else None,
+        token_verifier=verifier,
     )
 
 
-def sse_app(server: Server[ServerState], state: ServerState, host: str) -> Starlette:
+def sse_app(
+    server: Server[ServerState], state: ServerState, config: Config, verifier: IdentityProviderVerifier | None
+) -> Starlette:
     """The legacy HTTP+SSE transport (deprecated by the MCP revision of 2026-07-28, still asked for):
-    a stream at /sse, messages posted to /messages/."""
-    sse = SseServerTransport("/messages/", security_settings=_security(host))
+    a stream at /sse, messages posted to /messages/; with sign-in, both behind the bearer check."""
+    sse = SseServerTransport("/messages/", security_settings=_security(config.host))
+    stream: Any = _SseStream(server, sse)
+    messages: Any = sse.handle_post_message
+    middleware: list[Middleware] = []
+    routes: list[BaseRoute] = []
+    if verifier is not None:
+        settings = _auth_settings(config)
+        scopes = list(config.oauth_scopes)
+        metadata = build_resource_metadata_url(AnyHttpUrl(config.resource_url))
+        stream = RequireAuthMiddleware(stream, scopes, metadata)
+        messages = RequireAuthMiddleware(messages, scopes, metadata)
+        middleware = [
+            Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(verifier)),
+            Middleware(AuthContextMiddleware),
+        ]
+        routes = list(
+            create_protected_resource_routes(
+                resource_url=AnyHttpUrl(config.resource_url),
+                authorization_servers=[settings.issuer_url],
+                scopes_supported=settings.required_scopes,
+            )
+        )
     return Starlette(
         routes=[
-            Route("/sse", _SseStream(server, sse), methods=["GET"]),
-            Mount("/messages/", app=sse.handle_post_message),
-            *health_routes(state),
-        ]
+            Route("/sse", stream, methods=["GET"]),
+            Mount("/messages/", app=messages),
+            *routes,
+            *health_routes(state, verifier),
+        ],
+        middleware=middleware,
     )
+
+
+def _auth_settings(config: Config) -> AuthSettings:
+    assert config.oauth_issuer is not None
+    return auth_settings(config.resource_url, config.oauth_issuer, list(config.oauth_scopes))
 
 
 class _SseStream:
@@ -92,15 +167,6 @@ class _SseStream:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with self.sse.connect_sse(scope, receive, send) as (read, write):
             await self.server.run(read, write, self.server.create_initialization_options())
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        return False
 
 
 def _security(host: str) -> TransportSecuritySettings | None:
@@ -136,10 +202,13 @@ async def _healthz(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-async def _readyz(state: ServerState, _request: Request) -> Response:
-    """Ready for new calls: 503 once draining, so a load balancer sends them elsewhere."""
+async def _readyz(state: ServerState, verifier: IdentityProviderVerifier | None, _request: Request) -> Response:
+    """Ready for new calls: 503 while draining (a load balancer sends them elsewhere), and, with
+    sign-in, until the identity provider's keys are loaded (no token could be checked before)."""
     if state.draining:
         return JSONResponse({"status": "draining"}, status_code=503)
+    if verifier is not None and not await verifier.ready():
+        return JSONResponse({"status": "waiting for the identity provider's keys"}, status_code=503)
     return JSONResponse({"status": "ready"})
 
 

@@ -15,6 +15,8 @@ from typing import Any
 import anyio
 import httpx2
 from mcp import types
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from pydantic import BaseModel, ValidationError
@@ -146,13 +148,16 @@ def build_server(
         headers: Mapping[str, str] | None,
         line: CallLine | None,
     ) -> types.CallToolResult:
+        signed_in = get_access_token()  # set by the bearer middleware when the team's sign-in is on
+        if signed_in is not None and line is not None:
+            line.caller = who(signed_in)
         try:
             parsed = tool.arguments.model_validate(decode_json_text(arguments, tool.structured))
             call = Call(
                 config=config,
                 client=state.client,
                 evaluators=state.evaluators,
-                api_key=state.keys.caller_key(headers),
+                api_key=state.keys.caller_key(headers, signed_in=signed_in is not None),
                 progress=ctx.session.report_progress,
                 shutting_down=state.shutting_down,
             )
@@ -194,7 +199,7 @@ def build_server(
         if not (isinstance(ref, types.PromptReference) and ref.name == SELF_GRADE.name and argument.name == "evaluators"):
             return nothing
         try:
-            key = state.keys.caller_key(request_headers(ctx))
+            key = state.keys.caller_key(request_headers(ctx), signed_in=get_access_token() is not None)
         except KeyRefused:  # this caller may not use the server's key: no lookup on its behalf
             return nothing
         if not (key or config.api_key):
@@ -219,6 +224,12 @@ def build_server(
         on_get_prompt=get_prompt,
         on_completion=complete,
     )
+
+
+def who(caller: AccessToken) -> dict[str, str]:
+    """A signed-in caller for the call log: client, subject and email, never the token."""
+    fields = {"client_id": caller.client_id, "sub": getattr(caller, "subject", None), "email": getattr(caller, "email", None)}
+    return {name: value for name, value in fields.items() if isinstance(value, str) and value}
 
 
 def success(result: BaseModel) -> types.CallToolResult:
