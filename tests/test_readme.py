@@ -1,13 +1,16 @@
-"""The README's host configurations: every block is valid JSON, and every stdio one starts the server."""
+"""The README's host configurations: every block parses in its host's format, and every stdio one starts the server."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
+import yaml
 from mcp import Client, StdioServerParameters
 
 from tests.conftest import console_script
@@ -15,14 +18,44 @@ from tests.conftest import console_script
 pytestmark = pytest.mark.anyio
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-BLOCKS = dict(re.findall(r"<!-- host-config: ([\w-]+) -->\s*```json\n(.*?)```", README, re.S))
-HOSTS = {"claude-desktop", "claude-code", "cursor", "vscode", "windsurf", "remote", "vscode-remote", "uvx"}
+BLOCKS = {
+    name: (language, text)
+    for name, language, text in re.findall(r"<!-- host-config: ([\w-]+) -->\s*```(json|toml|yaml)\n(.*?)```", README, re.S)
+}
+HOSTS = {
+    "claude-desktop", "claude-code", "cursor", "vscode", "windsurf", "remote", "vscode-remote", "uvx",
+    "gemini", "gemini-remote", "codex", "codex-remote", "goose", "goose-remote", "zed", "zed-remote",
+}
+PARSERS: dict[str, Callable[[str], Any]] = {"json": json.loads, "toml": tomllib.loads, "yaml": yaml.safe_load}
+
+
+def config(name: str) -> dict[str, Any]:
+    language, text = BLOCKS[name]
+    parsed: dict[str, Any] = PARSERS[language](text)
+    return parsed
 
 
 def respan_entry(name: str) -> dict[str, Any]:
-    config = json.loads(BLOCKS[name])
-    servers = config.get("mcpServers") or config.get("servers")
-    return servers["respan"]
+    """The `respan` entry of a block, wherever its host keeps servers."""
+    parsed = config(name)
+    for key in ("mcpServers", "servers", "mcp_servers", "extensions", "context_servers"):
+        if key in parsed:
+            entry: dict[str, Any] = parsed[key]["respan"]
+            return entry
+    raise AssertionError(f"{name}: no server table in {sorted(parsed)}")
+
+
+def launch(entry: dict[str, Any]) -> tuple[str, list[str], dict[str, str]] | None:
+    """(command, args, env) of a stdio entry, in any host's spelling; None for a remote one."""
+    if "cmd" in entry:  # Goose
+        return entry["cmd"], entry.get("args", []), entry["envs"]
+    if "command" in entry:
+        return entry["command"], entry.get("args", []), entry["env"]
+    return None
+
+
+# Blocks that start the installed console script (uvx's needs a package index).
+STARTABLE = sorted(name for name in BLOCKS if (launch(respan_entry(name)) or ("",))[0] == "respan-mcp")
 
 
 def test_every_host_has_a_block() -> None:
@@ -30,25 +63,45 @@ def test_every_host_has_a_block() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(HOSTS))
-def test_block_is_valid_json_naming_the_server(name: str) -> None:
+def test_block_parses_and_names_the_server(name: str) -> None:
     entry = respan_entry(name)
-    if "url" in entry:
-        assert entry["url"].endswith("/mcp") and entry["headers"]["Authorization"].startswith("Bearer ")
+    started = launch(entry)
+    if started is None:
+        url = entry.get("url") or entry.get("httpUrl") or entry.get("uri")
+        assert url == "http://127.0.0.1:8000/mcp"
+        if "bearer_token_env_var" in entry:  # Codex reads the key from the environment
+            assert entry["bearer_token_env_var"] == "RESPAN_API_KEY"
+        else:
+            assert entry["headers"]["Authorization"].startswith("Bearer ")
     else:
-        assert "respan-mcp" in [entry["command"], *entry.get("args", [])]
-        assert "RESPAN_API_KEY" in entry["env"]
+        command, args, env = started
+        assert "respan-mcp" in [command, *args]
+        assert "RESPAN_API_KEY" in env
+
+
+def test_gemini_uses_httpurl_for_streamable_http() -> None:
+    # Gemini CLI reads `url` as an SSE endpoint; streamable HTTP is `httpUrl`.
+    assert "url" not in respan_entry("gemini-remote") and "httpUrl" in respan_entry("gemini-remote")
+
+
+def test_goose_entries_are_enabled_extensions_of_a_known_type() -> None:
+    for name, kind in (("goose", "stdio"), ("goose-remote", "streamable_http")):
+        entry = respan_entry(name)
+        assert entry["type"] == kind and entry["enabled"] is True and entry["name"] == "respan"
 
 
 def test_vscode_prompts_for_the_key_as_a_password() -> None:
-    config = json.loads(BLOCKS["vscode"])
-    (prompt,) = config["inputs"]
+    parsed = config("vscode")
+    (prompt,) = parsed["inputs"]
     assert prompt["password"] is True
-    assert config["servers"]["respan"]["env"]["RESPAN_API_KEY"] == f"${{input:{prompt['id']}}}"
+    assert parsed["servers"]["respan"]["env"]["RESPAN_API_KEY"] == f"${{input:{prompt['id']}}}"
 
 
-@pytest.mark.parametrize("name", sorted(n for n in HOSTS if "command" in respan_entry(n) and respan_entry(n)["command"] == "respan-mcp"))
+@pytest.mark.parametrize("name", STARTABLE)
 async def test_stdio_block_starts_the_server(name: str, tmp_path: Path) -> None:
-    entry = respan_entry(name)
-    env = {key: "test-key" for key in entry["env"]} | {"PATH": "", "HOME": str(tmp_path)}
-    async with Client(StdioServerParameters(command=console_script(), args=entry.get("args", []), env=env)) as client:
+    started = launch(respan_entry(name))
+    assert started is not None
+    _, args, block_env = started
+    env = {key: "test-key" for key in block_env} | {"PATH": "", "HOME": str(tmp_path)}
+    async with Client(StdioServerParameters(command=console_script(), args=args, env=env)) as client:
         assert any(tool.name == "upsert_log_score" for tool in (await client.list_tools()).tools)
