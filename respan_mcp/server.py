@@ -15,10 +15,13 @@ from typing import Any
 import anyio
 import httpx2
 from mcp import types
+from mcp.server.apps import EXTENSION_ID as APPS_EXTENSION
+from mcp.server.apps import client_supports_apps
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
+from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ValidationError
 
 from respan_mcp import prompts
@@ -29,6 +32,7 @@ from respan_mcp.errors import RespanError
 from respan_mcp.evaluator_cache import EvaluatorCache
 from respan_mcp.keys import KeyPolicy, KeyRefused
 from respan_mcp.models import PAIRING_TABLE_TEXT, ScoreValueError
+from respan_mcp.panel import PANEL_MIME, PANEL_URI, panel_html
 from respan_mcp.results import NotAScoreError
 from respan_mcp.schema import decode_json_text, describe_invalid
 from respan_mcp.tools import TOOLS, Call, Tool
@@ -117,12 +121,28 @@ def build_server(
     """
     state = state or ServerState(config, transport)
     tools: dict[str, Tool[Any]] = {tool.name: tool for tool in TOOLS}
-    listing = types.ListToolsResult(tools=[tool.listing for tool in TOOLS])
+    plain = types.ListToolsResult(tools=[tool.listing for tool in TOOLS])
+    with_panel = types.ListToolsResult(tools=[panel_listing(tool) for tool in TOOLS])
 
     async def list_tools(
-        _ctx: ServerRequestContext[ServerState], _params: types.PaginatedRequestParams | None
+        ctx: ServerRequestContext[ServerState], _params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        return listing
+        return with_panel if shows_panel(ctx) else plain
+
+    async def list_resources(
+        _ctx: ServerRequestContext[ServerState], _params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        return types.ListResourcesResult(resources=[PANEL_RESOURCE])
+
+    async def read_resource(
+        _ctx: ServerRequestContext[ServerState], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        if str(params.uri) != PANEL_URI:
+            raise MCPError(types.INVALID_PARAMS, f"Unknown resource '{params.uri}'; this server has {PANEL_URI}.")
+        content = types.TextResourceContents(
+            uri=PANEL_URI, mime_type=PANEL_MIME, text=panel_html(), meta={"ui": {"prefersBorder": True}}
+        )
+        return types.ReadResourceResult(contents=[content])
 
     async def call_tool(
         ctx: ServerRequestContext[ServerState], params: types.CallToolRequestParams
@@ -181,9 +201,9 @@ def build_server(
     ) -> types.GetPromptResult:
         arguments = params.arguments or {}
         if params.name != SELF_GRADE.name:
-            raise ValueError(f"Unknown prompt '{params.name}'; the prompt is self_grade.")
+            raise MCPError(types.INVALID_PARAMS, f"Unknown prompt '{params.name}'; the prompt is self_grade.")
         if not arguments.get("log_id"):
-            raise ValueError("self_grade needs log_id: the ID of the Respan log of the run to grade.")
+            raise MCPError(types.INVALID_PARAMS, "self_grade needs log_id: the ID of the Respan log of the run to grade.")
         text = prompts.self_grade(arguments["log_id"], arguments.get("evaluators"), arguments.get("rubric"))
         return types.GetPromptResult(
             description=SELF_GRADE.description,
@@ -212,7 +232,7 @@ def build_server(
         slugs = [e.evaluator_slug for e in page.evaluators if e.evaluator_slug]
         return types.CompleteResult(completion=types.Completion(values=prompts.complete_slugs(argument.value, slugs)))
 
-    return Server(
+    server = Server(
         "respan",
         version=package_version(),
         title="Respan scores",
@@ -223,7 +243,38 @@ def build_server(
         on_list_prompts=list_prompts,
         on_get_prompt=get_prompt,
         on_completion=complete,
+        on_list_resources=list_resources,
+        on_read_resource=read_resource,
     )
+    server.extensions[APPS_EXTENSION] = {}  # the public map the SDK advertises under capabilities.extensions
+    return server
+
+
+# The tools whose results the panel draws: a page of scores, one score, a batch's report.
+PANEL_TOOLS = frozenset({"list_log_scores", "get_score", "upsert_log_score", "update_score", "upsert_log_scores"})
+PANEL_RESOURCE = types.Resource(
+    uri=PANEL_URI,
+    name="log-scores",
+    title="Respan scores",
+    description="A panel that draws a log's scores: values within the evaluator's range, pass/fail, choices.",
+    mime_type=PANEL_MIME,
+)
+
+
+def panel_listing(tool: Tool[Any]) -> types.Tool:
+    """The tool as hosts that render MCP Apps see it: tied to the panel by `_meta.ui.resourceUri`."""
+    if tool.name not in PANEL_TOOLS:
+        return tool.listing
+    return tool.listing.model_copy(update={"meta": {"ui": {"resourceUri": PANEL_URI}}})
+
+
+def shows_panel(ctx: ServerRequestContext[Any, Any]) -> bool:
+    """Tie tools to the panel unless the client said what it supports and MCP Apps was not in it.
+
+    A stateless HTTP request may carry no client capabilities at all; the `_meta` is then
+    included, as hosts ignore what they do not render. Results are the same for every host.
+    """
+    return ctx.session.client_capabilities is None or client_supports_apps(ctx)
 
 
 def who(caller: AccessToken) -> dict[str, str]:
