@@ -244,7 +244,7 @@ class _Batch:
         except ValidationError as exc:
             self._decide(index, "failed", _not_a_score(exc))
             return
-        self.results[index] = ItemResult(index=index, status="written", score=score)
+        self.results[index] = ItemResult(index=index, status="written", score=score, error=None)
         self.written += 1
         if self.progress is not None:
             await self.progress(self.written, len(self.raw_items))
@@ -253,7 +253,7 @@ class _Batch:
         self.pause_until = max(self.pause_until, self.clock.now() + seconds)
 
     def _decide(self, index: int, status: Status, error: str) -> None:
-        self.results[index] = ItemResult(index=index, status=status, error=redact(error, self.secrets))
+        self.results[index] = ItemResult(index=index, status=status, score=None, error=redact(error, self.secrets))
 
     def _report(self) -> BatchResult:
         for index, result in enumerate(self.results):
@@ -286,9 +286,19 @@ def _not_a_score(exc: ValidationError) -> str:
 
 
 def _summary(results: list[ItemResult], retry_after: float, *, shutting_down: bool = False) -> BatchResult:
-    counts = {status: sum(r.status == status for r in results) for status in ("written", "invalid", "failed", "deferred")}
-    summary = BatchResult(results=results, **counts)
-    if counts["deferred"]:
+    def count(status: Status) -> int:
+        return sum(r.status == status for r in results)
+
+    summary = BatchResult(
+        results=results,
+        written=count("written"),
+        invalid=count("invalid"),
+        failed=count("failed"),
+        deferred=count("deferred"),
+        retry_after_seconds=None,
+        next_step=None,
+    )
+    if summary.deferred:
         wait = math.ceil(retry_after)
         deferred = [r.index for r in results if r.status == "deferred"]
         summary.retry_after_seconds = float(wait)

@@ -14,6 +14,7 @@ import json
 import re
 import string
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
 import httpx2
@@ -191,7 +192,7 @@ def api_message(response: httpx2.Response, secrets: Iterable[str | None] = ()) -
             parts.append(body["detail"])
         if isinstance(body.get("error"), str):
             parts.append(body["error"])
-        fields = body.get("errors") if isinstance(body.get("errors"), dict) else body
+        fields: dict[str, Any] = body["errors"] if isinstance(body.get("errors"), dict) else body
         for name, messages in fields.items():
             if name in ("detail", "error", "retry_after"):
                 continue

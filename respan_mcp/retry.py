@@ -88,7 +88,7 @@ class RetryPolicy:
     def backoff(self, attempt: int) -> float:
         """The wait after failed try number `attempt` (1 for the first) when the API named none."""
         exponent = min(max(attempt, 1) - 1, 60)  # 2**60 s is past any cap; bounded so it stays a float
-        return min(self.cap, self.base * 2**exponent * (0.5 + self.random()))
+        return min(self.cap, self.base * 2.0**exponent * (0.5 + self.random()))
 
     def delay(self, attempt: int, retry_after: float | None) -> float | None:
         """Seconds to wait before trying again after failed try number `attempt`, or None to give up.
@@ -129,9 +129,10 @@ def parse_retry_after(value: object, now: Callable[[], float] = time.time) -> fl
         if _SECONDS.fullmatch(text):
             seconds = min(float(text), LONGEST_RETRY_AFTER)  # 400 digits read as inf: that is a long wait
         else:
-            seconds = _date_seconds(text, now)
-            if seconds is None or seconds <= 0:
+            until = _date_seconds(text, now)
+            if until is None or until <= 0:
                 return None
+            seconds = until
     else:
         return None
     if not math.isfinite(seconds) or seconds < 0:

@@ -372,7 +372,7 @@ def shutdown_on(written: int, event: anyio.Event, clock: VirtualClock, when: lis
 
 async def test_engine_returns_soon_after_shutdown_with_the_rest_deferred() -> None:
     client, api, clock = engine(latency=1.0)
-    event, when = anyio.Event(), []
+    event, when = anyio.Event(), list[float]()
     result = await run(client, items(20), max_in_flight=2, shutting_down=event, grace=3.0,
                        progress=shutdown_on(1, event, clock, when))
     (asked,) = when
@@ -392,7 +392,7 @@ async def test_engine_cuts_a_hung_write_at_the_end_of_the_grace() -> None:
         return stored(log_id) if log_id == "log-0" else never
 
     client, api, clock = engine(answer, latency=1.0)
-    event, when = anyio.Event(), []
+    event, when = anyio.Event(), list[float]()
     result = await run(client, items(3), max_in_flight=2, shutting_down=event, grace=3.0,
                        progress=shutdown_on(1, event, clock, when))
     assert clock.now() == pytest.approx(when[0] + 3.0 - MARGIN)

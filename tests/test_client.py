@@ -597,7 +597,10 @@ def assert_no_piece(text: str, *keys: str) -> None:
 def echoes(key: str) -> list[tuple[int, dict[str, str], str]]:
     """Error answers that give the key back, whole or in part: (status, headers, body)."""
     page = "<html><head><title>Forbidden</title></head><body>"
-    json_detail = lambda text: json.dumps({"detail": text})  # noqa: E731
+
+    def json_detail(text: str) -> str:
+        return json.dumps({"detail": text})
+
     found = [
         (401, {}, json_detail(f"Invalid token {key}.")),
         (400, {}, json.dumps({"numerical_value": [f"Refused for Bearer {key}"]})),
