@@ -1,13 +1,15 @@
-"""The Respan API client: one pooled HTTP client, retries where they are safe.
+"""The Respan API client: one pooled HTTP client, retried by the one policy in `retry.py`.
 
-Every failure becomes a `RespanError` (see `errors.py`) whose message is a sentence an
-agent can act on. Nothing here ever puts the API key in a message, a log line or a repr.
+Every failure is raised as a `RespanError` (see `errors.py`) whose message is a sentence an
+agent can act on. Each request is bounded in time (connect to last byte) and in size (the
+decoded answer), and nothing here ever puts the API key in a message, a log line or a repr.
 """
 
 from __future__ import annotations
 
 import logging
-import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import quote
@@ -17,17 +19,26 @@ import httpx2
 
 from respan_mcp.config import Config
 from respan_mcp.errors import (
-    APIConnectionError,
-    APITimeoutError,
+    MIB,
     InvalidIdError,
+    InvalidKeyError,
     MissingAPIKeyError,
     RespanError,
-    ServerError,
+    answer_too_large,
+    error_from_exception,
     error_from_response,
-    summarise_text,
+    not_json,
+    redact,
+    request_id,
 )
+from respan_mcp.retry import Clock, EventLoopClock, RetryPolicy
 
 logger = logging.getLogger(__name__)
+
+MAX_ANSWER = 4 * MIB  # decoded bytes; a score answer is a few KB, a page of 100 scores well under 1 MiB
+
+# What the transport may raise; each becomes a RespanError (errors.error_from_exception).
+_TRANSPORT_FAILURES = (httpx2.RequestError, httpx2.InvalidURL, TimeoutError, OSError)
 
 
 def package_version() -> str:
@@ -52,8 +63,9 @@ class RespanClient:
     """The Respan score API over one pooled `httpx2.AsyncClient`, shared for the server's life.
 
     A per-call `api_key` (a caller's own key, over HTTP) wins over the configured one.
-    Writes are retried only where it is safe: both are idempotent (the upsert is
-    keyed by log, evaluator and scorer; PATCH sets values).
+    Failed requests are tried again by `retry` (from RESPAN_MAX_RETRIES unless given), which
+    is safe for every request made here: reads, and writes that are idempotent (the upsert
+    is keyed by log, evaluator and scorer; PATCH sets values). Waits go through `clock`.
     """
 
     def __init__(
@@ -61,16 +73,20 @@ class RespanClient:
         config: Config,
         *,
         transport: httpx2.AsyncBaseTransport | None = None,
-        max_retry_wait: float = 20.0,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
-        self.max_retry_wait = max_retry_wait
+        self.retry = retry or RetryPolicy.from_config(config)
+        self.clock: Clock = clock or EventLoopClock()
         self._in_flight: anyio.Semaphore | None = None  # made on first use, inside the event loop
         self._http = httpx2.AsyncClient(
             base_url=config.api_url,
             headers={"User-Agent": f"respan-mcp/{package_version()}", "Accept": "application/json"},
+            # Per phase, so a slow connect reads as one; the whole request is bounded in `_attempt`.
             timeout=httpx2.Timeout(config.timeout, connect=min(config.timeout, 10.0)),
             transport=transport,
+            follow_redirects=False,  # a redirect would carry the key elsewhere: it is reported instead
         )
 
     async def aclose(self) -> None:
@@ -107,6 +123,10 @@ class RespanClient:
         )
         return await self.request(method, f"/scores/{path_segment(score_id)}/", not_found=not_found, **kwargs)
 
+    def secrets(self, api_key: str | None = None) -> tuple[str | None, ...]:
+        """Every key a message must never show a piece of: the caller's and the configured one."""
+        return (api_key, self.config.api_key)
+
     async def request(
         self,
         method: str,
@@ -118,25 +138,38 @@ class RespanClient:
         not_found: str = "check the id",
         max_retries: int | None = None,
     ) -> Any:
-        """Send one API request, retrying connection errors, 429 and 502-504 with backoff."""
+        """Send one API request and return its JSON answer, trying again as the retry policy allows.
+
+        `max_retries` overrides the policy's retries for this call (the batch engine retries itself).
+        Raises a RespanError on failure.
+        """
         key = api_key or self.config.api_key
         if not key:
             raise MissingAPIKeyError()
-        retries = self.config.max_retries if max_retries is None else max_retries
-        headers = {"Authorization": f"Bearer {key}"}
+        if not _sendable(key):
+            raise InvalidKeyError(from_caller=bool(api_key))
+        secrets = self.secrets(api_key)
+        policy = self.retry.with_retries(max_retries)
+        started = self.clock.now()
         attempt = 0
         while True:
-            error = await self._attempt(method, path, json, params, headers, not_found)
-            if not isinstance(error, RespanError):
-                return error
-            if not error.retryable or attempt >= retries:
-                raise _without_key(error, key)
-            delay = error.retry_after if error.retry_after is not None else _backoff(attempt)
-            if delay > self.max_retry_wait:
-                raise _without_key(error, key)  # its message already says when to retry
-            logger.warning("Respan %s %s failed (%s); retry %d in %.1f s", method, path, error.status, attempt + 1, delay)
-            await anyio.sleep(delay)
             attempt += 1
+            try:
+                return await self._attempt(method, path, json, params, key, not_found, secrets)
+            except RespanError as raised:
+                error = _redacted(raised, secrets)
+            wait = policy.delay(attempt, error.retry_after) if error.retryable else None
+            if wait is None or not policy.fits(self.clock.now() - started, wait, self.config.timeout):
+                raise error  # its message says when to come back, where waiting would help
+            logger.warning(
+                "Respan %s %s failed (%s); retry %d in %.1f s",
+                method,
+                redact(path, secrets),
+                error.status or type(error).__name__,
+                attempt,
+                wait,
+            )
+            await self.clock.sleep(wait)
 
     async def _attempt(
         self,
@@ -144,56 +177,99 @@ class RespanClient:
         path: str,
         body: Any,
         params: dict[str, Any] | None,
-        headers: dict[str, str],
+        key: str,
         not_found: str,
+        secrets: tuple[str | None, ...],
     ) -> Any:
-        """One try: the parsed answer, or the RespanError it came to (returned, so the caller decides)."""
+        """One try: the parsed answer, or a raised RespanError."""
+        progress = _Progress()
+        try:
+            request = self._http.build_request(
+                method,
+                path,
+                json=body,
+                params=params,
+                headers={"Authorization": f"Bearer {key}"},
+                extensions={"trace": progress.trace},
+            )
+            async with self._slot():
+                # The whole request, connect to last byte: an API that drips its answer cannot hold a call.
+                with anyio.fail_after(self.config.timeout if self.config.timeout > 0 else None):
+                    response = await self._http.send(request, stream=True)
+                    try:
+                        content = await self._read(response, method, secrets)
+                    finally:
+                        await response.aclose()
+        except _TRANSPORT_FAILURES as exc:
+            raise error_from_exception(
+                exc, base_url=self.config.base_url, timeout=self.config.timeout, method=method, sent=progress.sent
+            ) from None
+        # The body is read: hand the error mapping a plain, already-decoded response.
+        answer = httpx2.Response(response.status_code, headers=_plain_headers(response.headers), content=content)
+        if not answer.is_success:
+            raise error_from_response(answer, not_found, secrets)
+        if not content:
+            return None
+        try:
+            return answer.json()
+        except ValueError:
+            raise not_json(answer, secrets) from None
+
+    async def _read(self, response: httpx2.Response, method: str, secrets: tuple[str | None, ...]) -> bytes:
+        """The decoded body, refused as soon as it passes MAX_ANSWER (a small gzip can inflate to gigabytes)."""
+        declared = response.headers.get("content-length", "")
+        encoded = response.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity")
+        if not encoded and declared.isdigit() and int(declared) > MAX_ANSWER:
+            raise answer_too_large(response.status_code, method, MAX_ANSWER, request_id(response, secrets))
+        content = bytearray()
+        async for chunk in response.aiter_bytes():
+            content += chunk
+            if len(content) > MAX_ANSWER:
+                raise answer_too_large(response.status_code, method, MAX_ANSWER, request_id(response, secrets))
+        return bytes(content)
+
+    @asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """Bounded, so a burst of calls queues here instead of exhausting sockets."""
         if self._in_flight is None:
             self._in_flight = anyio.Semaphore(max(1, self.config.max_concurrency))
-        try:
-            # Bounded, so a burst of calls queues here instead of exhausting sockets.
-            async with self._in_flight:
-                response = await self._http.request(method, path, json=body, params=params, headers=headers)
-        except httpx2.ConnectTimeout:
-            return APIConnectionError(f"Could not connect to the Respan API at {self.config.base_url} in time.")
-        except httpx2.TimeoutException:
-            return APITimeoutError(
-                f"The Respan API did not answer within {self.config.timeout:g} s; the score may or may not have "
-                "been written. Calling again is safe: writes are idempotent."
-            )
-        except httpx2.UnsupportedProtocol:
-            error = APIConnectionError(
-                f"RESPAN_BASE_URL '{self.config.base_url}' is not an http(s) URL; set it to the API host, "
-                "e.g. https://api.respan.ai."
-            )
-            error.retryable = False  # no retry can fix a wrong setting
-            return error
-        except httpx2.TransportError as exc:
-            return APIConnectionError(
-                f"Could not reach the Respan API at {self.config.base_url} ({type(exc).__name__}); "
-                "check RESPAN_BASE_URL and the network."
-            )
-        if response.is_success:
-            if not response.content:
-                return None
-            try:
-                return response.json()
-            except ValueError:
-                return ServerError(
-                    f"The Respan API answered {response.status_code} with something that is not JSON "
-                    f"({summarise_text(response.text)}); check RESPAN_BASE_URL.",
-                    response.status_code,
-                )
-        return error_from_response(response, not_found)
+        async with self._in_flight:
+            yield
 
 
-def _without_key(error: RespanError, key: str) -> RespanError:
-    """The error, with the key cut out of the API's words: some servers and proxies echo the token back."""
-    if key in str(error):
-        error.args = (str(error).replace(key, "[API key]"),)
+class _Progress:
+    """Notes, from httpcore's trace events, whether the request left: a timeout before that is a connect failure."""
+
+    def __init__(self) -> None:
+        self.traced = False
+        self.started_sending = False
+
+    async def trace(self, event: str, info: dict[str, Any]) -> None:
+        self.traced = True
+        if "send_request_headers" in event:
+            self.started_sending = True
+
+    @property
+    def sent(self) -> bool:
+        # A transport that does not trace (a test's mock) may have let it through: say so.
+        return self.started_sending or not self.traced
+
+
+def _sendable(key: str) -> bool:
+    """Printable ASCII without spaces: anything else cannot go in an HTTP header as it is, or is not a key."""
+    return all(33 <= ord(char) <= 126 for char in key)
+
+
+def _plain_headers(headers: httpx2.Headers) -> list[tuple[str, str]]:
+    """The answer's headers without those that describe the encoded body (it is decoded already)."""
+    dropped = ("content-encoding", "content-length", "transfer-encoding")
+    return [(name, value) for name, value in headers.multi_items() if name.lower() not in dropped]
+
+
+def _redacted(error: RespanError, secrets: tuple[str | None, ...]) -> RespanError:
+    """The error with every piece of a key cut out of its message (the API's words were redacted when read)."""
+    message = str(error)
+    cleaned = redact(message, secrets)
+    if cleaned != message:
+        error.args = (cleaned,)
     return error
-
-
-def _backoff(attempt: int) -> float:
-    """Exponential backoff with jitter: about 0.25 s, 0.5 s, 1 s, ..."""
-    return 0.25 * (2**attempt) * random.uniform(0.5, 1.5)

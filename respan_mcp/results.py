@@ -63,26 +63,30 @@ class Score(OutputModel):
 
     @classmethod
     def from_answer(cls, answer: Any, *, wrote: bool = False) -> Score:
-        """The API's answer as a Score; NotAScoreError when it is not one.
+        """The API's answer as a Score; NotAScoreError, worded once here, when it is not one.
 
-        After a write the message says the write went through, so the agent does not
-        send it again for the wrong reason (reading it back with get_score is safe).
+        After a write the message says the write went through, so the agent does not send it
+        again for the wrong reason (reading back with list_log_scores is safe).
         """
-        done = "The write went through, but " if wrote else ""
-        if not isinstance(answer, dict) or not isinstance(answer.get("id"), str | int) or isinstance(
-            answer.get("id"), bool
-        ):
-            raise NotAScoreError(
-                f"{done}the Respan API answered without a score id; check that RESPAN_BASE_URL points at the "
-                "Respan API."
-            )
         try:
-            return cls.model_validate({**answer, "id": str(answer["id"])})
-        except ValidationError as exc:
-            fields = sorted({str(error["loc"][0]) for error in exc.errors() if error["loc"]})
+            if not isinstance(answer, dict):
+                raise NotAScoreError(f"answer: a {type(answer).__name__}, not an object")
+            if not isinstance(answer.get("id"), str) or not answer["id"]:
+                raise NotAScoreError("id: not a score id (a non-empty string)")
+            return cls.model_validate(answer)
+        except (NotAScoreError, ValidationError) as exc:
+            problems = str(exc) if isinstance(exc, NotAScoreError) else "; ".join(
+                f"{'.'.join(str(part) for part in error['loc'])}: {error['msg'][:1].lower()}{error['msg'][1:]}"
+                for error in exc.errors(include_url=False, include_input=False)[:3]
+            )
+            happened = (
+                "Respan accepted the write (it answered with success), so it happened, but its answer is not a score"
+                if wrote
+                else "The Respan API's answer is not a score"
+            )
             raise NotAScoreError(
-                f"{done}the Respan API's answer has fields of an unexpected type ({', '.join(fields)}); "
-                "read the score with get_score, or list the log's scores with list_log_scores."
+                f"{happened} ({problems}); list_log_scores shows what was stored. Check that RESPAN_BASE_URL points "
+                "at the Respan API."
             ) from None
 
 

@@ -102,10 +102,49 @@ FAULTS = [
         requests=RETRIES + 1,
     ),
     Fault(
-        "slower than the timeout",
-        lambda fake: fake.fail_next(201, {"id": "late"}, delay=SLOW, method="POST"),
+        "slower than the timeout, every try",
+        lambda fake: fake.fail_next(201, {"id": "late"}, delay=SLOW, times=RETRIES + 1, method="POST"),
         write("log-1"),
         says=(f"within {TIMEOUT:g} s", "may or may not have been written", "safe"),
+        requests=RETRIES + 1,  # sent but unanswered: tried again (writes are idempotent), each try bounded
+    ),
+    Fault(
+        "500 twice, then success",
+        lambda fake: fake.fail_next(500, {"detail": "Internal server error."}, times=2, method="POST"),
+        write("log-503"),
+        requests=3,
+        recovered=True,
+    ),
+    Fault(
+        "429 with an unreadable Retry-After",
+        lambda fake: fake.fail_next(429, {"detail": "Rate limit exceeded"}, headers={"Retry-After": "soon"}, method="POST"),
+        write("log-429"),
+        requests=2,
+        recovered=True,
+    ),
+    Fault(
+        "redirect",
+        lambda fake: fake.fail_next(
+            302, None, headers={"Location": "https://login.elsewhere.example/sso?next=/api"}, method="POST"
+        ),
+        write("log-1"),
+        says=("base URL redirects", "RESPAN_BASE_URL", "login.elsewhere.example"),
+    ),
+    Fault(
+        "answer larger than 4 MiB",
+        lambda fake: fake.fail_next(200, "x" * (5 * 1024 * 1024), method="POST"),
+        write("log-1"),
+        says=("larger than 4 MiB", "not read to the end", "went through"),
+        not_said=("Traceback", "<html", "could not reach", "xxxxxxxx"),
+    ),
+    Fault(
+        "400 with Respan's request id",
+        lambda fake: fake.fail_next(
+            400, {"numerical_value": ["A valid number is required."]}, headers={"X-Request-ID": "req_5f2a9c"},
+            method="POST",
+        ),
+        write("log-1"),
+        says=("A valid number is required.", "request id req_5f2a9c"),
     ),
 ]
 
@@ -208,14 +247,15 @@ async def test_max_retries_flag_wins_over_the_environment(api: RunningFakeRespan
 
 
 async def test_timeout_flag_bounds_each_request(api: RunningFakeRespan, fake: FakeRespan) -> None:
-    fake.fail_next(201, {"id": "late"}, delay=1.5, method="POST")
+    fake.fail_next(201, {"id": "late"}, delay=1.5, times=4, method="POST")
     env = server_env(api.url, RESPAN_TIMEOUT="30")
     params = StdioServerParameters(command=console_script(), args=["--timeout", "0.5"], env=env)
     async with Client(params) as client:
         with anyio.fail_after(20):  # the environment's 30 s would blow this; the flag's 0.5 s does not
             result = await client.call_tool("upsert_log_score", write("log-1"))
     assert result.is_error and "within 0.5 s" in result.content[0].text
-    assert len(fake.writes()) == 1  # a timed-out write is not retried blindly
+    # The default 3 retries, each try cut at the flag's 0.5 s: a timed-out write is retried (it is idempotent).
+    assert len(fake.writes()) == 4
 
 
 @pytest.mark.parametrize("base_url", ["ftp://example.com", "not a url"])
