@@ -108,8 +108,8 @@ class Score(OutputModel):
     evaluator_range: ScoreRange | None = Field(
         None, description="The evaluator's range for numerical_value, when bounded (to draw the value against)."
     )
-    evaluator_choices: list[EvaluatorChoice] | None = Field(
-        None, description="The evaluator's choices for categorical_value, when it has them."
+    evaluator_choices: list[str] | None = Field(
+        None, description="The values categorical_value may hold for this evaluator, when it has choices."
     )
 
     def about(self, evaluator: Evaluator | None) -> Self:
@@ -121,7 +121,7 @@ class Score(OutputModel):
             update={
                 "passing_condition": evaluator.condition_text(),
                 "evaluator_range": limits if evaluator.value_field == "numerical_value" and limits.bounded else None,
-                "evaluator_choices": EvaluatorChoice.listed(evaluator),
+                "evaluator_choices": list(evaluator.choices) if evaluator.choices else None,
             }
         )
 

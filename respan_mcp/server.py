@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import httpx2
 from mcp import types
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from pydantic import BaseModel, ValidationError
@@ -187,7 +188,7 @@ def build_server(
         described = Described(found=[], unknown=[], unreachable=False)
         if slugs := prompts.named_slugs(evaluators):
             try:
-                key = state.keys.caller_key(request_headers(ctx))
+                key = state.keys.caller_key(request_headers(ctx), signed_in=get_access_token() is not None)
             except KeyRefused:  # no lookup on behalf of a caller who may not use the server's key
                 described = Described(found=[], unknown=[], unreachable=True)
             else:

@@ -176,12 +176,14 @@ async def upsert_log_scores(call: Call, batch: BatchWrite) -> BatchResult:
     deadline = min(batch.deadline_seconds or call.config.batch_deadline, BATCH_DEADLINE_MAX)
     if batch.dry_run:
         return await dry_run_batch(call, batch.scores, deadline)
-    checked_against: dict[str, Evaluator] = {}  # by id and by slug, to tell each written score its condition
+    # The evaluators the items were checked against, by ("id", id) and ("slug", slug): each written score
+    # is told its evaluator's condition without another lookup.
+    checked_against: dict[tuple[str, str | None], Evaluator] = {}
 
     async def check(item: LogScoreWrite) -> dict[str, Any]:
         body, evaluator = await call.checked(item)
         if evaluator is not None:
-            checked_against.update({f"id:{evaluator.id}": evaluator, f"slug:{evaluator.slug}": evaluator})
+            checked_against.update({("id", evaluator.id): evaluator, ("slug", evaluator.slug): evaluator})
         return body
 
     result = await write_batch(
@@ -196,7 +198,9 @@ async def upsert_log_scores(call: Call, batch: BatchWrite) -> BatchResult:
     for item in result.results:
         if item.score is not None:
             score = item.score
-            evaluator = checked_against.get(f"id:{score.evaluator_id}") or checked_against.get(f"slug:{score.evaluator_slug}")
+            evaluator = checked_against.get(("id", score.evaluator_id)) if score.evaluator_id else None
+            if evaluator is None and score.evaluator_slug:
+                evaluator = checked_against.get(("slug", score.evaluator_slug))
             item.score = score.about(evaluator)
     return result
 
@@ -236,14 +240,16 @@ async def dry_run_batch(call: Call, raw_items: Sequence[Any], deadline: float) -
         for index, result in enumerate(results)
     ]
     counts = {status: sum(item.status == status for item in items) for status in ("valid", "invalid", "deferred")}
-    step = f"dry run: nothing was written. Call upsert_log_scores without dry_run to write the {counts['valid']} valid items"
+    steps = ["dry run: nothing was written"]
+    if counts["valid"]:
+        steps.append(f"call upsert_log_scores without dry_run to write the {counts['valid']} valid items")
     if counts["invalid"]:
-        step += "; fix the invalid ones as their errors say first"
+        steps.append(f"fix the {counts['invalid']} invalid items as their errors say")
     if counts["deferred"]:
-        step += f"; {counts['deferred']} items were not checked by the deadline"
+        steps.append(f"{counts['deferred']} items were not checked by the deadline: send them again with dry_run")
     return BatchResult(
         results=items, written=0, failed=0, invalid=counts["invalid"], deferred=counts["deferred"],
-        valid=counts["valid"], next_step=step,
+        valid=counts["valid"], next_step="; ".join(steps),
     )
 
 
