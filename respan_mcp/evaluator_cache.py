@@ -13,7 +13,8 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
 import anyio
 
@@ -30,6 +31,14 @@ SEARCH_PAGE_SIZE = 100
 FAILED_LOOKUP_TTL = 10.0
 
 
+class Described(NamedTuple):
+    """What was learnt about named evaluators: found, slugs no evaluator has, and whether Respan failed for some."""
+
+    found: list[Evaluator]
+    unknown: list[str]
+    unreachable: bool
+
+
 class EvaluatorCache:
     """Evaluators by id and by slug, per API key, with a TTL and a size bound.
 
@@ -42,7 +51,7 @@ class EvaluatorCache:
         self.client = client
         self.ttl = ttl
         self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[str, str, str], tuple[float, Evaluator | None]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str, str], tuple[float, Evaluator | RespanError | None]] = OrderedDict()
         self._pending: dict[tuple[str, str, str], _Pending] = {}
         self.lookups = 0  # requests made, for tests and the log
 
@@ -54,18 +63,76 @@ class EvaluatorCache:
         kind, value = ("id", evaluator_id) if evaluator_id else ("slug", slug)
         if not value:
             return None
+        try:
+            return await self.lookup(kind, value, api_key)
+        except RespanError as exc:
+            if _refuses_key(exc):
+                raise
+            return None  # never block a write on a lookup: the core rules apply, and the API has the last word
+
+    async def get(self, evaluator_id: str | None, slug: str | None, api_key: str | None) -> Evaluator:
+        """The evaluator with this id or slug, for an agent that asked about it by name.
+
+        Unlike `for_write`, nothing is guessed: an id or slug no evaluator has is a NotFoundError
+        that says where to look, and a failed lookup is the RespanError that says why.
+        """
+        kind, value = ("id", evaluator_id) if evaluator_id else ("slug", slug or "")
+        evaluator = await self.lookup(kind, value, api_key)
+        if evaluator is None:
+            raise NotFoundError(
+                f"no evaluator has {kind} '{value}'; list_evaluators shows the evaluators this key can see.", 404
+            )
+        return evaluator
+
+    async def many(
+        self, refs: Iterable[tuple[str | None, str | None]], api_key: str | None
+    ) -> dict[tuple[str | None, str | None], Evaluator | None | RespanError]:
+        """Each (evaluator_id, evaluator_slug) looked up at once: the evaluator, None when no evaluator has it,
+        or the RespanError that kept Respan from answering. Never raises a RespanError itself."""
+        answers: dict[tuple[str | None, str | None], Evaluator | None | RespanError] = {}
+
+        async def one(ref: tuple[str | None, str | None]) -> None:
+            evaluator_id, slug = ref
+            kind, value = ("id", evaluator_id) if evaluator_id else ("slug", slug)
+            try:
+                answers[ref] = await self.lookup(kind, value, api_key) if value else None
+            except RespanError as exc:
+                answers[ref] = exc
+
+        distinct = list(dict.fromkeys(refs))
+        async with anyio.create_task_group() as group:
+            for ref in distinct:
+                group.start_soon(one, ref)
+        return {ref: answers[ref] for ref in distinct}  # in the order asked, not the order answered
+
+    async def describe(self, slugs: Sequence[str], api_key: str | None) -> Described:
+        """What self_grade needs about the evaluators an agent named: the ones found, the slugs no evaluator
+        has, and whether Respan could not be asked about some."""
+        answers = await self.many([(None, slug) for slug in slugs], api_key)
+        found = [answer for answer in answers.values() if isinstance(answer, Evaluator)]
+        unknown = [slug for (_, slug), answer in answers.items() if answer is None and slug]
+        return Described(found, unknown, any(isinstance(answer, RespanError) for answer in answers.values()))
+
+    async def lookup(self, kind: str, value: str, api_key: str | None) -> Evaluator | None:
+        """The evaluator with this id or slug, or None when no platform evaluator has it.
+
+        Raises the RespanError that kept Respan from answering; such a failure is remembered for a
+        short while (FAILED_LOOKUP_TTL), so an outage costs one request per evaluator, not one per call.
+        """
         key = (self._key_id(api_key), kind, value)
         for _ in range(3):  # another caller's lookup is awaited; if it was cancelled, try again
             cached = self._entries.get(key)
             if cached is not None and cached[0] > time.monotonic():
                 self._entries.move_to_end(key)
+                if isinstance(cached[1], RespanError):
+                    raise cached[1].with_traceback(None)
                 return cached[1]
             pending = self._pending.get(key)
             if pending is None:
                 return await self._lead(key, kind, value, api_key)
             answer = await pending.wait()
             if answer is not _ABANDONED:
-                return answer  # type: ignore[return-value]
+                return answer  # type: ignore[no-any-return]
         return await self._lead(key, kind, value, api_key)
 
     async def for_score(self, score_id: str, api_key: str | None) -> Evaluator | None:
@@ -85,7 +152,7 @@ class EvaluatorCache:
             return None
         if not isinstance(score, dict):
             return None
-        embedded = score.get("evaluator") if isinstance(score.get("evaluator"), dict) else {}
+        embedded: dict[str, Any] = score["evaluator"] if isinstance(score.get("evaluator"), dict) else {}
         if embedded.get("score_value_type") and _describes_limits(embedded):
             return Evaluator.from_api(embedded)  # complete: no lookup needed
         evaluator_id = score.get("evaluator_id") or embedded.get("id")
@@ -117,7 +184,12 @@ class EvaluatorCache:
         """Look the evaluator up for every caller waiting on `key`; whatever happens, they are released."""
         pending = self._pending[key] = _Pending()
         try:
-            evaluator, ttl = await self._look_up(kind, value, api_key)
+            evaluator = await self._look_up(kind, value, api_key)
+        except RespanError as exc:
+            if not _refuses_key(exc):  # a refused key is not the evaluator's fault: ask again next time
+                self._store(key, exc, min(self.ttl, FAILED_LOOKUP_TTL))
+            pending.fail(exc)
+            raise
         except Exception as exc:
             pending.fail(exc)
             raise
@@ -126,40 +198,45 @@ class EvaluatorCache:
             raise
         finally:
             del self._pending[key]
-        self._store(key, evaluator, ttl)
+        self._store(key, evaluator)
         pending.set(evaluator)
         return evaluator
 
-    async def _look_up(self, kind: str, value: str, api_key: str | None) -> tuple[Evaluator | None, float]:
-        """The evaluator (None for a custom slug) and how long to trust that answer."""
+    async def _look_up(self, kind: str, value: str, api_key: str | None) -> Evaluator | None:
+        """The evaluator, or None when no platform evaluator has this id or slug (a custom score)."""
         self.lookups += 1
-        failed_ttl = min(self.ttl, FAILED_LOOKUP_TTL)
         try:
             if kind == "id":
-                data = await self.client.request(
-                    "GET", f"/evaluators/{path_segment(value)}/", api_key=api_key, max_retries=0,
-                    not_found=f"no evaluator has id '{value}'",
-                )
+                try:
+                    data = await self.client.request(
+                        "GET", f"/evaluators/{path_segment(value)}/", api_key=api_key, max_retries=0,
+                        not_found=f"no evaluator has id '{value}'",
+                    )
+                except NotFoundError:
+                    return None
                 if not isinstance(data, dict):
-                    logger.warning("evaluator id %r: the API answered without an evaluator; checking with the core rules only", value)
-                    return None, failed_ttl
-                return Evaluator.from_api(data), self.ttl
+                    raise RespanError(
+                        f"the Respan API answered without an evaluator for id '{value}'; check that RESPAN_BASE_URL "
+                        "points at the Respan API"
+                    )
+                return Evaluator.from_api(data)
             data = await self.client.request(
                 "GET", "/evaluators/", params={"search": value, "page_size": SEARCH_PAGE_SIZE}, api_key=api_key,
                 max_retries=0,
             )
         except RespanError as exc:
-            if _refuses_key(exc):
-                raise
-            # Never block a write on a lookup: the core rules still apply, and the API has the last word.
-            logger.warning("evaluator %s %r could not be looked up (%s); checking with the core rules only", kind, value, exc)
-            return None, failed_ttl
+            if not _refuses_key(exc):
+                logger.warning(
+                    "evaluator %s %r could not be looked up (%s); writes for it are checked with the core rules only",
+                    kind, value, exc,
+                )
+            raise
         for item in _results(data):
             if item.get("evaluator_slug") == value:
-                return Evaluator.from_api(item), self.ttl
-        return None, self.ttl  # no platform evaluator has this slug: a custom score
+                return Evaluator.from_api(item)
+        return None  # no platform evaluator has this slug: a custom score
 
-    def _store(self, key: tuple[str, str, str], evaluator: Evaluator | None, ttl: float | None = None) -> None:
+    def _store(self, key: tuple[str, str, str], evaluator: Evaluator | RespanError | None, ttl: float | None = None) -> None:
         self._entries[key] = (time.monotonic() + (self.ttl if ttl is None else ttl), evaluator)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:

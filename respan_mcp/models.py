@@ -12,7 +12,7 @@ import math
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from respan_mcp.config import BATCH_DEADLINE_MAX, BATCH_DEADLINE_MIN
 from respan_mcp.schema import as_string, flat_schema
@@ -211,15 +211,28 @@ class LogScoreWrite(ScoreValues):
         """The JSON body for the API, checked; raises ScoreValueError when it cannot be sent."""
         _evaluator_checked(self.evaluator_id, self.evaluator_slug)
         body = self.model_dump(
-            mode="json", exclude_none=True, exclude={"log_id", "score_value_type", *VALUE_FIELDS}
+            mode="json", exclude_none=True, exclude={"log_id", "score_value_type", "dry_run", *VALUE_FIELDS}
         )
         return body | self.values_body()
+
+
+DRY_RUN_TEXT = (
+    "true to check everything and see the exact request and whether the value would pass the evaluator's "
+    "condition, without writing anything."
+)
+
+
+class LogScoreUpsert(LogScoreWrite):
+    """Arguments of `upsert_log_score`: one score, optionally a dry run (a batch item has no dry_run of its own)."""
+
+    dry_run: bool | None = Field(None, description=DRY_RUN_TEXT)
 
 
 class ScoreUpdate(ScoreValues):
     """Arguments of `update_score`: `PATCH /api/scores/{score_id}/` (value fields only)."""
 
     score_id: str = Field(min_length=1, description="ID of the score to change (the id a score write returned).")
+    dry_run: bool | None = Field(None, description=DRY_RUN_TEXT)
 
     def request_body(self) -> dict[str, Any]:
         return self.values_body()
@@ -249,6 +262,24 @@ class ListLogScores(PageArgs):
     """Arguments of `list_log_scores`."""
 
     log_id: str = Field(min_length=1, description="ID of the log whose scores to list.")
+
+
+class GetEvaluator(BaseModel):
+    """Arguments of `get_evaluator`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    evaluator_id: str | None = Field(None, min_length=1, description="ID of the evaluator. Give this or evaluator_slug.")
+    evaluator_slug: str | None = Field(
+        None, min_length=1, description="Slug of the evaluator, e.g. 'helpfulness'. Give this or evaluator_id."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> GetEvaluator:
+        if bool(self.evaluator_id) == bool(self.evaluator_slug):
+            got = "both" if self.evaluator_id else "neither"
+            raise ValueError(f"give exactly one of evaluator_id or evaluator_slug (got {got})")
+        return self
 
 
 class GetScore(BaseModel):
@@ -285,4 +316,9 @@ class BatchWrite(BaseModel):
             f"(default 45, from {BATCH_DEADLINE_MIN:g} to {BATCH_DEADLINE_MAX:g}). Keep it under your client's "
             "tool-call timeout."
         ),
+    )
+    dry_run: bool | None = Field(
+        None,
+        description="true to check every item and see, per item, whether it is valid, the exact request and "
+        "whether its value would pass, without writing anything.",
     )

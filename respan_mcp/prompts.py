@@ -2,18 +2,16 @@
 
 `self_grade_text` builds the text from what was found about the named evaluators, so the agent
 scores against what each evaluator means (description, rubric, definition, passing condition)
-rather than its own reading of a slug. It fetches nothing: the caller looks the slugs up.
+rather than its own reading of a slug. It fetches nothing: the server looks the slugs up (with the
+caller's key, through the evaluator cache) and passes what it found.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from typing import Annotated
-
-from pydantic import Field
 
 from respan_mcp.evaluator import Evaluator
+from respan_mcp.results import one_line
 
 # How much of each evaluator text goes into the prompt: enough to grade by, short enough to read.
 DESCRIPTION_LIMIT = 300
@@ -27,13 +25,9 @@ _NO_SUCH = "- no evaluator has slug '{slug}': check the slug with list_evaluator
 UNREACHABLE_FOR_SOME = "Respan could not be reached for the rest, so their descriptions and rubrics are missing."
 
 
-def self_grade(
-    log_id: Annotated[str, Field(description="ID of the Respan log (span) of the run to grade.")],
-    evaluators: Annotated[str | None, Field(description="Comma-separated evaluator slugs to score on.")] = None,
-    rubric: Annotated[str | None, Field(description="What good looks like for this run, in your words.")] = None,
-) -> str:
-    """Grade your own run in Respan: learn each evaluator, judge honestly, write the scores, report them."""
-    return self_grade_text(log_id, evaluators, rubric)
+def named_slugs(evaluators: str | None) -> list[str]:
+    """The slugs in self_grade's comma-separated `evaluators`, in the order given, each once."""
+    return list(dict.fromkeys(slug.strip() for slug in (evaluators or "").split(",") if slug.strip()))
 
 
 def self_grade_text(
@@ -49,7 +43,7 @@ def self_grade_text(
     `found`: the named evaluators Respan described; `unknown`: named slugs no evaluator has;
     `unreachable`: Respan could not be asked, so what the evaluators mean is missing.
     """
-    slugs = [slug.strip() for slug in (evaluators or "").split(",") if slug.strip()]
+    slugs = named_slugs(evaluators)
     rubric = rubric.strip().rstrip(".") if rubric else None
     if found or unknown:
         first = ["1. Score it on these evaluators, as Respan describes them:", *_evaluator_lines(slugs, found, unknown)]
@@ -58,7 +52,8 @@ def self_grade_text(
         measure += f", and this rubric for the run: {rubric}" if rubric else ""
     else:
         which = (
-            "these evaluators: " + ", ".join(slugs) + " (call list_evaluators with each as search)"
+            "these evaluators: " + ", ".join(slugs) + " (call get_evaluator with each as evaluator_slug: it gives "
+            "the rubric and passing condition too)"
             if slugs
             else "the evaluators that fit this run (call list_evaluators to see them)"
         )
@@ -99,7 +94,7 @@ def _evaluator_lines(slugs: list[str], found: Sequence[Evaluator], unknown: Sequ
         elif slug in unknown:
             lines.append(_NO_SUCH.format(slug=slug))
         else:
-            lines.append(f"- {slug}: not looked up; call list_evaluators with it as search.")
+            lines.append(f"- {slug}: not looked up; call get_evaluator with it as evaluator_slug.")
     listed = set(slugs)
     lines += [line for e in found if e.slug not in listed for line in _about(e)]
     lines += [_NO_SUCH.format(slug=slug) for slug in unknown if slug not in listed]
@@ -128,14 +123,8 @@ def _about(evaluator: Evaluator) -> list[str]:
         ("What its grader looks at", evaluator.definition, DEFINITION_LIMIT),
     ):
         if text:
-            lines.append(f"  {title}: {_trim(text, limit)}")
+            lines.append(f"  {title}: {one_line(text, limit)}")
     return lines
-
-
-def _trim(text: str, limit: int) -> str:
-    """One line, at most `limit` characters; a cut is marked so nobody takes it for the whole."""
-    flat = re.sub(r"\s+", " ", text).strip()
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 def complete_slugs(partial: str, slugs: list[str]) -> list[str]:

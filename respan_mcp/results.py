@@ -7,12 +7,31 @@ must be absent, never null).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 from pydantic_core import core_schema
 
-from respan_mcp.evaluator import Evaluator
+from respan_mcp.evaluator import OPERATORS, Evaluator, Operator
+
+# A description in a list is cut here (get_evaluator gives it whole): pages of 100 stay readable.
+LISTED_DESCRIPTION_LIMIT = 300
+
+
+def one_line(text: str, limit: int) -> str:
+    """One line, at most `limit` characters; a cut is marked so nobody takes it for the whole."""
+    flat = re.sub(r"\s+", " ", text).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def _number_or_boolean(schema: dict[str, Any]) -> None:
+    """`json_schema_extra` for a threshold that is a number or true/false: published without a type,
+    since a flat schema has no type lists and no anyOf."""
+    description = schema.get("description")
+    schema.clear()
+    if description:
+        schema["description"] = description
 
 
 class OutputModel(BaseModel):
@@ -25,6 +44,29 @@ class OutputModel(BaseModel):
 
 class NotAScoreError(ValueError):
     """The API answered, but not with a score; the message says what that means for the agent."""
+
+
+class ScoreRange(OutputModel):
+    """Where numerical_value may lie; either end may be open."""
+
+    min: float | None = Field(None, description="Lowest allowed numerical_value, if bounded below.")
+    max: float | None = Field(None, description="Highest allowed numerical_value, if bounded above.")
+
+    @property
+    def bounded(self) -> bool:
+        return self.min is not None or self.max is not None
+
+
+class EvaluatorChoice(OutputModel):
+    """One choice of a select evaluator."""
+
+    name: str = Field(description="What people see.")
+    value: str = Field(description="What categorical_value holds for this choice.")
+
+    @classmethod
+    def listed(cls, evaluator: Evaluator) -> list[EvaluatorChoice] | None:
+        named = evaluator.named_choices
+        return [cls(name=choice.name, value=choice.value) for choice in named] if named else None
 
 
 class Score(OutputModel):
@@ -46,6 +88,9 @@ class Score(OutputModel):
     string_value: str | None = Field(None, description="Text value, if the score has one.")
     json_value: str | None = Field(None, description="JSON value as text, if the score has one.")
     is_passed: bool | None = Field(None, description="Whether the score passes the evaluator's conditions.")
+    passing_condition: str | None = Field(
+        None, description="When a score for this evaluator passes, e.g. 'numerical_value >= 3', if it says."
+    )
     cost: float | None = Field(None, description="Evaluation cost in USD, when known.")
     evaluator_id: str | None = Field(None, description="Evaluator ID.")
     evaluator_slug: str | None = Field(None, description="Evaluator slug.")
@@ -60,9 +105,28 @@ class Score(OutputModel):
     error_message: str | None = Field(None, description="Evaluation error message.")
     inputs: dict[str, Any] | None = Field(None, description="Evaluator inputs stored with the score.")
     evaluator: dict[str, Any] | None = Field(None, description="Evaluator metadata, when it is a platform evaluator.")
+    evaluator_range: ScoreRange | None = Field(
+        None, description="The evaluator's range for numerical_value, when bounded (to draw the value against)."
+    )
+    evaluator_choices: list[str] | None = Field(
+        None, description="The values categorical_value may hold for this evaluator, when it has choices."
+    )
+
+    def about(self, evaluator: Evaluator | None) -> Self:
+        """This score with what its evaluator says about it: passing condition, range, choices (a copy)."""
+        if evaluator is None:
+            return self
+        limits = ScoreRange(min=evaluator.min_score, max=evaluator.max_score)
+        return self.model_copy(
+            update={
+                "passing_condition": evaluator.condition_text(),
+                "evaluator_range": limits if evaluator.value_field == "numerical_value" and limits.bounded else None,
+                "evaluator_choices": list(evaluator.choices) if evaluator.choices else None,
+            }
+        )
 
     @classmethod
-    def from_answer(cls, answer: Any, *, wrote: bool = False) -> Score:
+    def from_answer(cls, answer: Any, *, wrote: bool = False) -> Self:
         """The API's answer as a Score; NotAScoreError, worded once here, when it is not one.
 
         After a write the message says the write went through, so the agent does not send it
@@ -101,6 +165,14 @@ class EvaluatorSummary(OutputModel):
     min_score: float | None = Field(None, description="Lowest allowed numerical_value, if bounded.")
     max_score: float | None = Field(None, description="Highest allowed numerical_value, if bounded.")
     choices: list[str] | None = Field(None, description="Allowed categorical_value entries, if any.")
+    description: str | None = Field(
+        None,
+        description=f"What the evaluator measures (cut at {LISTED_DESCRIPTION_LIMIT} characters; get_evaluator has it "
+        "whole, with the rubric).",
+    )
+    passing_condition: str | None = Field(
+        None, description="When a score passes, e.g. 'numerical_value >= 3', if the evaluator says."
+    )
 
     @classmethod
     def of(cls, evaluator: Evaluator) -> EvaluatorSummary:
@@ -113,6 +185,61 @@ class EvaluatorSummary(OutputModel):
             min_score=evaluator.min_score,
             max_score=evaluator.max_score,
             choices=list(evaluator.choices) if evaluator.choices else None,
+            description=one_line(evaluator.description, LISTED_DESCRIPTION_LIMIT) if evaluator.description else None,
+            passing_condition=evaluator.condition_text(),
+        )
+
+
+class EvaluatorDetail(OutputModel):
+    """One evaluator, whole, as get_evaluator returns it: what a score must be, what it means, when it passes."""
+
+    id: str = Field(description="Evaluator ID; pass it as evaluator_id.")
+    evaluator_slug: str | None = Field(None, description="Evaluator slug; pass it as evaluator_slug.")
+    name: str | None = Field(None, description="Human-readable name.")
+    score_value_type: str | None = Field(None, description="The evaluator's type, e.g. numerical, boolean, single_select.")
+    value_field: str | None = Field(None, description="The value field a score for this evaluator must use.")
+    min_score: float | None = Field(None, description="Lowest allowed numerical_value, if bounded.")
+    max_score: float | None = Field(None, description="Highest allowed numerical_value, if bounded.")
+    choices: list[EvaluatorChoice] | None = Field(
+        None, description="The choices, if any: categorical_value holds each one's value; name is what people see."
+    )
+    description: str | None = Field(None, description="What the evaluator measures, as its authors wrote it.")
+    rubric: str | None = Field(None, description="The scoring rubric: what each value means.")
+    definition: str | None = Field(
+        None, description="The evaluator's definition: the grader's prompt, saying what it looks at."
+    )
+    passing_condition: str | None = Field(
+        None,
+        description="When a score passes, in words, e.g. 'numerical_value >= 3' (given for numerical and boolean "
+        "evaluators).",
+    )
+    passing_operator: Operator | None = Field(
+        None, description=f"The passing condition's comparison, as Respan stores it: one of {', '.join(OPERATORS)}."
+    )
+    passing_value: float | bool | None = Field(
+        None,
+        description="The passing condition's threshold, as Respan stores it: a number, or true/false.",
+        json_schema_extra=_number_or_boolean,
+    )
+
+    @classmethod
+    def of(cls, evaluator: Evaluator) -> EvaluatorDetail:
+        condition = evaluator.passing_condition
+        return cls(
+            id=evaluator.id,
+            evaluator_slug=evaluator.slug,
+            name=evaluator.name,
+            score_value_type=evaluator.score_value_type,
+            value_field=evaluator.value_field,
+            min_score=evaluator.min_score,
+            max_score=evaluator.max_score,
+            choices=EvaluatorChoice.listed(evaluator),
+            description=evaluator.description,
+            rubric=evaluator.rubric,
+            definition=evaluator.definition,
+            passing_condition=evaluator.condition_text(),
+            passing_operator=condition.operator if condition else None,
+            passing_value=condition.value if condition else None,
         )
 
 
@@ -150,14 +277,47 @@ class ScorePage(OutputModel):
         )
 
 
-BatchStatus = Literal["written", "invalid", "failed", "deferred"]
+class PlannedRequest(OutputModel):
+    """A request exactly as it would reach Respan."""
+
+    method: str = Field(description="HTTP method, POST or PATCH.")
+    path: str = Field(description="Request path, ids percent-encoded as sent, e.g. /api/logs/log_1/scores/.")
+    body: dict[str, Any] = Field(description="JSON body, as it would be sent.")
+
+
+class DryRun(OutputModel):
+    """What a write would do, found without writing: the request, and whether the value would pass."""
+
+    request: PlannedRequest = Field(description="The request that would be sent.")
+    would_pass: bool | None = Field(
+        None, description="Whether the value would pass the evaluator's condition; absent when that is unknown."
+    )
+    passing_condition: str | None = Field(None, description="The evaluator's passing condition, in words.")
+
+
+class WriteResult(Score):
+    """What upsert_log_score and update_score return: the stored score, or on a dry run what would be sent."""
+
+    id: str | None = Field(  # type: ignore[assignment]
+        None, description="Score ID (absent on a dry run); pass it to update_score as score_id."
+    )
+    dry_run: DryRun | None = Field(
+        None, description="Only on a dry run: nothing was written; this is the request that would have been."
+    )
+
+
+BatchStatus = Literal["written", "valid", "invalid", "failed", "deferred"]
 
 
 class ItemResult(OutputModel):
     index: int = Field(description="Position of the item in `scores`, from 0.")
-    status: BatchStatus = Field(description="written, invalid (never sent), failed, or deferred (send it again).")
+    status: BatchStatus = Field(
+        description="written, invalid (never sent), failed, or deferred (send it again); on a dry run valid or "
+        "invalid (nothing is sent)."
+    )
     score: Score | None = Field(None, description="The stored score, when written.")
     error: str | None = Field(None, description="What went wrong and what to do, when not written.")
+    dry_run: DryRun | None = Field(None, description="On a dry run, for a valid item: the request that would be sent.")
 
 
 class BatchResult(OutputModel):
@@ -167,9 +327,13 @@ class BatchResult(OutputModel):
     failed: int = Field(description="Items the API refused or that failed for good.")
     deferred: int = Field(description="Items not written by the deadline; send them again.")
     retry_after_seconds: float | None = Field(None, description="When to send the deferred items again.")
-    next_step: str | None = Field(None, description="What to do next, when anything is deferred.")
+    next_step: str | None = Field(None, description="What to do next, when anything is deferred (or on a dry run).")
+    valid: int | None = Field(None, description="Only on a dry run: items that passed every check; nothing was written.")
 
     @property
     def is_error(self) -> bool:
-        """The call failed only when nothing could be written and nothing is left to send again."""
+        """The call failed only when nothing could be written (or, on a dry run, nothing would be) and nothing
+        is left to send again."""
+        if self.valid is not None:
+            return self.valid == 0 and self.deferred == 0
         return self.written == 0 and self.deferred == 0

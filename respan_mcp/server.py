@@ -29,7 +29,7 @@ from respan_mcp.calllog import CallLine, CallLog, StatusRecorder
 from respan_mcp.client import RespanClient, package_version
 from respan_mcp.config import Config
 from respan_mcp.errors import RespanError
-from respan_mcp.evaluator_cache import EvaluatorCache
+from respan_mcp.evaluator_cache import Described, EvaluatorCache
 from respan_mcp.keys import KeyPolicy, KeyRefused
 from respan_mcp.models import PAIRING_TABLE_TEXT, ScoreValueError
 from respan_mcp.panel import PANEL_MIME, PANEL_URI, panel_html
@@ -41,11 +41,14 @@ logger = logging.getLogger(__name__)
 
 INSTRUCTIONS = f"""\
 Write evaluation scores into Respan. If you do not know an evaluator's type, call list_evaluators
-first: it gives each evaluator's value field, range and choices. upsert_log_score creates or
-updates the score a log has for one evaluator (calling it again updates that score);
-update_score changes a score by its id; upsert_log_scores writes many at once; get_score and
-list_log_scores read scores back; the self_grade prompt walks you through grading a run. Send
-exactly one value field, the one the evaluator's score_value_type takes: {PAIRING_TABLE_TEXT}."""
+first: it gives each evaluator's value field, range, choices and passing condition; get_evaluator
+gives one evaluator whole, with its description and scoring rubric (read it before you grade).
+upsert_log_score creates or updates the score a log has for one evaluator (calling it again updates
+that score); update_score changes a score by its id; upsert_log_scores writes many at once. With
+dry_run: true the writes check everything and show the request they would send and whether the value
+would pass, writing nothing. Write results carry is_passed (Respan's verdict) and passing_condition.
+get_score and list_log_scores read scores back; the self_grade prompt walks you through grading a run.
+Send exactly one value field, the one the evaluator's score_value_type takes: {PAIRING_TABLE_TEXT}."""
 
 SELF_GRADE = types.Prompt(
     name="self_grade",
@@ -197,14 +200,24 @@ def build_server(
         return types.ListPromptsResult(prompts=[SELF_GRADE])
 
     async def get_prompt(
-        _ctx: ServerRequestContext[ServerState], params: types.GetPromptRequestParams
+        ctx: ServerRequestContext[ServerState], params: types.GetPromptRequestParams
     ) -> types.GetPromptResult:
+        """self_grade, with what Respan says each named evaluator means, looked up with the caller's key."""
         arguments = params.arguments or {}
         if params.name != SELF_GRADE.name:
             raise MCPError(types.INVALID_PARAMS, f"Unknown prompt '{params.name}'; the prompt is self_grade.")
         if not arguments.get("log_id"):
             raise MCPError(types.INVALID_PARAMS, "self_grade needs log_id: the ID of the Respan log of the run to grade.")
-        text = prompts.self_grade(arguments["log_id"], arguments.get("evaluators"), arguments.get("rubric"))
+        evaluators, rubric = arguments.get("evaluators"), arguments.get("rubric")
+        described = Described(found=[], unknown=[], unreachable=False)
+        if slugs := prompts.named_slugs(evaluators):
+            try:
+                key = state.keys.caller_key(request_headers(ctx), signed_in=get_access_token() is not None)
+            except KeyRefused:  # no lookup on behalf of a caller who may not use the server's key
+                described = Described(found=[], unknown=[], unreachable=True)
+            else:
+                described = await state.evaluators.describe(slugs, key)
+        text = prompts.self_grade_text(arguments["log_id"], evaluators, rubric, *described)
         return types.GetPromptResult(
             description=SELF_GRADE.description,
             messages=[types.PromptMessage(role="user", content=types.TextContent(type="text", text=text))],

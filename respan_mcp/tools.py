@@ -8,31 +8,48 @@ log and the count of calls in flight. Adding a tool is a model, a function and a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
 
 import anyio
 from mcp import types
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from respan_mcp.batch import write_batch
+from respan_mcp.batch import MARGIN, write_batch
 from respan_mcp.client import RespanClient, path_segment
 from respan_mcp.config import BATCH_DEADLINE_MAX, Config
+from respan_mcp.errors import AuthenticationError, MissingAPIKeyError, RespanError
+from respan_mcp.evaluator import Evaluator
 from respan_mcp.evaluator_cache import EvaluatorCache
 from respan_mcp.models import (
     DEFAULT_PAGE_SIZE,
     PAIRING_TABLE_TEXT,
     BatchWrite,
+    GetEvaluator,
     GetScore,
     ListEvaluators,
     ListLogScores,
+    LogScoreUpsert,
     LogScoreWrite,
     ScoreUpdate,
+    ScoreValueError,
 )
-from respan_mcp.results import BatchResult, EvaluatorPage, Score, ScorePage
-from respan_mcp.schema import flat_schema, structured_fields
+from respan_mcp.results import (
+    BatchResult,
+    DryRun,
+    EvaluatorDetail,
+    EvaluatorPage,
+    ItemResult,
+    PlannedRequest,
+    Score,
+    ScorePage,
+    WriteResult,
+)
+from respan_mcp.schema import describe_invalid, flat_schema, structured_fields
 
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
 
@@ -51,11 +68,12 @@ class Call:
     progress: Callable[[float, float | None], Awaitable[None]] | None = None
     shutting_down: anyio.Event | None = None  # set when the process must end soon (stdio SIGTERM)
 
-    async def checked_body(self, write: LogScoreWrite | ScoreUpdate) -> dict[str, Any]:
-        """The request body for a write, after every check that can be made before sending.
+    async def checked(self, write: LogScoreWrite | ScoreUpdate) -> tuple[dict[str, Any], Evaluator | None]:
+        """The request body for a write, after every check that can be made before sending, and the
+        evaluator it was checked against (None when unknown: a custom slug, or the lookup failed).
 
-        Single and batch writes both come through here, so a rule added here holds for both:
-        the core pairing rules, then the evaluator's own type, range and choices when Respan
+        Single and batch writes, and their dry runs, all come through here, so a rule added here holds
+        for each: the core pairing rules, then the evaluator's own type, range and choices when Respan
         describes it. Raises ScoreValueError with a message that says what to send instead.
         """
         body = write.request_body()
@@ -67,7 +85,38 @@ class Call:
             evaluator = None
         if evaluator is not None:
             evaluator.check(write)
+        return body, evaluator
+
+    async def checked_body(self, write: LogScoreWrite | ScoreUpdate) -> dict[str, Any]:
+        body, _ = await self.checked(write)
         return body
+
+    async def evaluator_of(self, score: Score) -> Evaluator | None:
+        """A written score's evaluator from the cache, or None: a lookup after a write never fails the write."""
+        try:
+            return await self.evaluators.for_write(score.evaluator_id, score.evaluator_slug, self.api_key)
+        except RespanError:
+            return None
+
+    def planned(self, method: str, path: str, body: dict[str, Any], evaluator: Evaluator | None) -> DryRun:
+        """A dry run's answer: the request as it would reach Respan (under the base URL's own path, /api),
+        and whether its value would pass the evaluator's condition, when that can be told."""
+        full_path = urlsplit(self.config.api_url).path.rstrip("/") + path
+        request = PlannedRequest(method=method, path=full_path, body=body)
+        if evaluator is None:
+            return DryRun(request=request)
+        value = body.get(evaluator.value_field or "")
+        return DryRun(request=request, would_pass=evaluator.passes(value), passing_condition=evaluator.condition_text())
+
+
+def log_scores_path(log_id: str) -> str:
+    """The path of a log's scores, as the client sends it (relative to the API base)."""
+    return f"/logs/{path_segment(log_id)}/scores/"
+
+
+def score_path(score_id: str) -> str:
+    """The path of one score, as the client sends it (relative to the API base)."""
+    return f"/scores/{path_segment(score_id)}/"
 
 
 @dataclass(frozen=True)
@@ -106,27 +155,101 @@ class Tool(Generic[ArgsT]):
         )
 
 
-async def upsert_log_score(call: Call, write: LogScoreWrite) -> Score:
-    body = await call.checked_body(write)
+async def upsert_log_score(call: Call, write: LogScoreUpsert) -> WriteResult:
+    body, evaluator = await call.checked(write)
+    if write.dry_run:
+        return WriteResult(dry_run=call.planned("POST", log_scores_path(write.log_id), body, evaluator))
     answer = await call.client.upsert_log_score(write.log_id, body, api_key=call.api_key)
-    return Score.from_answer(answer, wrote=True)
+    return WriteResult.from_answer(answer, wrote=True).about(evaluator)
 
 
-async def update_score(call: Call, update: ScoreUpdate) -> Score:
-    body = await call.checked_body(update)
+async def update_score(call: Call, update: ScoreUpdate) -> WriteResult:
+    body, evaluator = await call.checked(update)
+    if update.dry_run:
+        return WriteResult(dry_run=call.planned("PATCH", score_path(update.score_id), body, evaluator))
     answer = await call.client.update_score(update.score_id, body, api_key=call.api_key)
-    return Score.from_answer(answer, wrote=True)
+    score = WriteResult.from_answer(answer, wrote=True)
+    return score.about(evaluator or await call.evaluator_of(score))
 
 
 async def upsert_log_scores(call: Call, batch: BatchWrite) -> BatchResult:
-    return await write_batch(
+    deadline = min(batch.deadline_seconds or call.config.batch_deadline, BATCH_DEADLINE_MAX)
+    if batch.dry_run:
+        return await dry_run_batch(call, batch.scores, deadline)
+    # The evaluators the items were checked against, by ("id", id) and ("slug", slug): each written score
+    # is told its evaluator's condition without another lookup.
+    checked_against: dict[tuple[str, str | None], Evaluator] = {}
+
+    async def check(item: LogScoreWrite) -> dict[str, Any]:
+        body, evaluator = await call.checked(item)
+        if evaluator is not None:
+            checked_against.update({("id", evaluator.id): evaluator, ("slug", evaluator.slug): evaluator})
+        return body
+
+    result = await write_batch(
         call.client,
         batch.scores,
-        check=call.checked_body,
+        check=check,
         api_key=call.api_key,
-        deadline=min(batch.deadline_seconds or call.config.batch_deadline, BATCH_DEADLINE_MAX),
+        deadline=deadline,
         max_in_flight=call.config.max_concurrency,
         progress=call.progress,
+    )
+    for item in result.results:
+        if item.score is not None:
+            score = item.score
+            evaluator = checked_against.get(("id", score.evaluator_id)) if score.evaluator_id else None
+            if evaluator is None and score.evaluator_slug:
+                evaluator = checked_against.get(("slug", score.evaluator_slug))
+            item.score = score.about(evaluator)
+    return result
+
+
+async def dry_run_batch(call: Call, raw_items: Sequence[Any], deadline: float) -> BatchResult:
+    """Every item checked as a write would be (concurrently, by the deadline); nothing is sent.
+
+    Items are parsed as `write_batch` parses them, so an item valid here is valid there.
+    """
+    results: list[ItemResult | None] = [None] * len(raw_items)
+    refused: list[RespanError] = []
+    limiter = anyio.CapacityLimiter(max(1, call.config.max_concurrency))
+
+    async def check(index: int, raw: Any) -> None:
+        try:
+            item = LogScoreWrite.model_validate(json.loads(raw) if isinstance(raw, str) else raw)
+            async with limiter:
+                body, evaluator = await call.checked(item)
+            planned = call.planned("POST", log_scores_path(item.log_id), body, evaluator)
+        except ValidationError as exc:
+            results[index] = ItemResult(index=index, status="invalid", error=describe_invalid(exc, LogScoreWrite))
+        except (AuthenticationError, MissingAPIKeyError) as exc:
+            refused.append(exc)  # every item would fail the same way: the call says so once
+        except (ScoreValueError, ValueError, RespanError) as exc:
+            results[index] = ItemResult(index=index, status="invalid", error=str(exc))
+        else:
+            results[index] = ItemResult(index=index, status="valid", dry_run=planned)
+
+    with anyio.move_on_after(max(0.0, deadline - MARGIN)):
+        async with anyio.create_task_group() as group:
+            for index, raw in enumerate(raw_items):
+                group.start_soon(check, index, raw)
+    if refused:
+        raise refused[0]
+    items = [
+        result or ItemResult(index=index, status="deferred", error="not checked by the deadline; send it again")
+        for index, result in enumerate(results)
+    ]
+    counts = {status: sum(item.status == status for item in items) for status in ("valid", "invalid", "deferred")}
+    steps = ["dry run: nothing was written"]
+    if counts["valid"]:
+        steps.append(f"call upsert_log_scores without dry_run to write the {counts['valid']} valid items")
+    if counts["invalid"]:
+        steps.append(f"fix the {counts['invalid']} invalid items as their errors say")
+    if counts["deferred"]:
+        steps.append(f"{counts['deferred']} items were not checked by the deadline: send them again with dry_run")
+    return BatchResult(
+        results=items, written=0, failed=0, invalid=counts["invalid"], deferred=counts["deferred"],
+        valid=counts["valid"], next_step="; ".join(steps),
     )
 
 
@@ -135,16 +258,30 @@ async def list_evaluators(call: Call, query: ListEvaluators) -> EvaluatorPage:
     return await call.evaluators.search(query.search, query.page or 1, page_size, call.api_key)
 
 
+async def get_evaluator(call: Call, query: GetEvaluator) -> EvaluatorDetail:
+    return EvaluatorDetail.of(await call.evaluators.get(query.evaluator_id, query.evaluator_slug, call.api_key))
+
+
 async def list_log_scores(call: Call, query: ListLogScores) -> ScorePage:
     page = query.page or 1
     data = await call.client.request(
         "GET",
-        f"/logs/{path_segment(query.log_id)}/scores/",
+        log_scores_path(query.log_id),
         params={"page": page, "page_size": query.page_size or DEFAULT_PAGE_SIZE},
         api_key=call.api_key,
         not_found=f"check that log_id '{query.log_id}' is a log in this Respan project",
     )
-    return ScorePage.from_api(data, page)
+    listed = ScorePage.from_api(data, page)
+    # What each score's evaluator says (condition, range, choices), from the cache: the distinct evaluators
+    # of the page looked up at once; one that cannot be looked up leaves its scores as Respan gave them.
+    refs = [(score.evaluator_id, score.evaluator_slug) for score in listed.scores]
+    known = await call.evaluators.many(refs, call.api_key)
+    listed.scores = [score.about(_evaluator(known.get(ref))) for score, ref in zip(listed.scores, refs, strict=True)]
+    return listed
+
+
+def _evaluator(answer: Evaluator | RespanError | None) -> Evaluator | None:
+    return answer if isinstance(answer, Evaluator) else None
 
 
 async def get_score(call: Call, query: GetScore) -> Score:
@@ -154,8 +291,8 @@ async def get_score(call: Call, query: GetScore) -> Score:
 TOOLS: tuple[Tool[Any], ...] = (
     Tool(
         upsert_log_score,
-        LogScoreWrite,
-        Score,
+        LogScoreUpsert,
+        WriteResult,
         title="Score a log",
         description=(
             "Create or update the score a Respan log has for one evaluator (POST /api/logs/{log_id}/scores/). "
@@ -164,19 +301,22 @@ TOOLS: tuple[Tool[Any], ...] = (
             f"value field matching the evaluator's score_value_type ({PAIRING_TABLE_TEXT}). "
             "Call list_evaluators first if you do not know the evaluator's type; the value is checked "
             "against the evaluator's type, range and choices before anything is sent. "
-            "Returns the stored score; its id is what update_score takes."
+            "Returns the stored score (its id is what update_score takes), with is_passed (Respan's verdict) and "
+            "the evaluator's passing_condition. With dry_run: true nothing is written: the result shows the exact "
+            "request and whether the value would pass."
         ),
     ),
     Tool(
         update_score,
         ScoreUpdate,
-        Score,
+        WriteResult,
         title="Change a score",
         description=(
             "Change the value of an existing score by its id (PATCH /api/scores/{score_id}/). Only the value "
             f"can change: send exactly one value field, the one its evaluator takes ({PAIRING_TABLE_TEXT}). "
             "Without score_value_type the score's evaluator is read and the value checked against it. "
-            "Returns the updated score."
+            "Returns the updated score, with is_passed and passing_condition. With dry_run: true nothing is "
+            "written: the result shows the exact request and whether the value would pass."
         ),
     ),
     Tool(
@@ -189,7 +329,9 @@ TOOLS: tuple[Tool[Any], ...] = (
             "item is checked first (invalid ones are reported by index and never sent); valid ones are "
             "written concurrently, slowing down together when Respan rate-limits. The call returns by "
             "deadline_seconds with one result per item (written, invalid, failed or deferred); send the "
-            "deferred items again after retry_after_seconds (safe: writes are idempotent upserts)."
+            "deferred items again after retry_after_seconds (safe: writes are idempotent upserts). Each written "
+            "score carries is_passed and passing_condition. With dry_run: true nothing is written: each item comes "
+            "back valid or invalid, with the exact request and whether its value would pass."
         ),
     ),
     Tool(
@@ -200,9 +342,24 @@ TOOLS: tuple[Tool[Any], ...] = (
         annotations=READ,
         description=(
             "List Respan evaluators with what a score for each must look like: its id and slug, "
-            "score_value_type, the value_field to use, and its range (min_score..max_score) or choices. "
-            "Call this first if you do not know an evaluator's type; filter with search (part of a slug or "
-            "name). Then pass the evaluator's id or slug and its value_field to upsert_log_score."
+            "score_value_type, the value_field to use, its range (min_score..max_score) or choices, its "
+            "description and passing_condition. Call this first if you do not know an evaluator's type; filter "
+            "with search (part of a slug or name). Then pass the evaluator's id or slug and its value_field to "
+            "upsert_log_score. get_evaluator gives one evaluator whole, with its scoring rubric."
+        ),
+    ),
+    Tool(
+        get_evaluator,
+        GetEvaluator,
+        EvaluatorDetail,
+        title="Read an evaluator",
+        annotations=READ,
+        description=(
+            "Read one Respan evaluator whole, by evaluator_id or evaluator_slug (exactly one): its type, value_field, "
+            "range or choices (name and value), what it measures (description), its scoring rubric (what each "
+            "value means), its definition (what its grader looks at) and when a score passes (passing_condition, "
+            "e.g. 'numerical_value >= 3', and as passing_operator and passing_value). Read it before grading "
+            "against an evaluator, so the score means what the evaluator means."
         ),
     ),
     Tool(
@@ -214,7 +371,8 @@ TOOLS: tuple[Tool[Any], ...] = (
         description=(
             "List the scores a Respan log has (GET /api/logs/{log_id}/scores/), a page at a time, "
             "with count and next_page. Use it to check what a log already has, or to find a score's id "
-            "for update_score."
+            "for update_score. Each score carries is_passed and, when its evaluator is known, its "
+            "passing_condition, evaluator_range and evaluator_choices."
         ),
     ),
     Tool(

@@ -43,7 +43,7 @@ async def test_renders_with_the_log_id_and_the_tools(api: RunningFakeRespan) -> 
         )
     text = result.messages[0].content.text
     assert '"log_42"' in text and "log log_42" in text
-    for name in ("list_evaluators", "upsert_log_score", "upsert_log_scores", "helpfulness, tone", "Cites its sources."):
+    for name in ("upsert_log_score", "upsert_log_scores", "- helpfulness: numerical", "- tone: single_select", "Cites its sources."):
         assert name in text
 
 
