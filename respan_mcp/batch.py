@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -27,7 +27,7 @@ from respan_mcp.client import RespanClient
 from respan_mcp.config import BATCH_DEADLINE_MAX
 from respan_mcp.errors import AuthenticationError, MissingAPIKeyError, RateLimitError, RespanError, redact
 from respan_mcp.models import LogScoreWrite, ScoreValueError
-from respan_mcp.results import BatchResult, BatchStatus, ItemResult, NotAScoreError, Score
+from respan_mcp.results import BatchResult, BatchStatus, DryRun, ItemResult, NotAScoreError, Score
 from respan_mcp.schema import describe_invalid
 
 MARGIN = 0.25  # seconds kept back from the deadline (or the shutdown grace) to assemble the answer
@@ -36,6 +36,11 @@ GRACE = 5.0  # seconds a shutdown leaves writes in flight to finish, unless the 
 
 
 Item = tuple[int, LogScoreWrite, dict[str, Any]]
+
+
+def parse_item(raw: Any) -> LogScoreWrite:
+    """One item of `scores` (an object, or its JSON text) as a write; raises ValidationError or ValueError."""
+    return LogScoreWrite.model_validate(json.loads(raw) if isinstance(raw, str) else raw)
 
 
 async def write_batch(
@@ -137,7 +142,7 @@ class _Batch:
             if self.stopping or (self.late and self.queue):
                 return  # what is left unchecked is deferred
             try:
-                item = LogScoreWrite.model_validate(json.loads(raw) if isinstance(raw, str) else raw)
+                item = parse_item(raw)
                 self.queue.append((index, item, await self.check(item)))
             except ValidationError as exc:
                 self._decide(index, "invalid", describe_invalid(exc, LogScoreWrite))
@@ -276,3 +281,62 @@ def _ranges(indexes: list[int]) -> str:
         if index is not None:
             start = previous = index
     return ", ".join(parts)
+
+
+async def check_batch(
+    raw_items: Sequence[Any],
+    *,
+    plan: Callable[[LogScoreWrite], Awaitable[DryRun]],
+    deadline: float,
+    max_in_flight: int,
+) -> BatchResult:
+    """The dry run of a batch: every item checked as `write_batch` would (concurrently, by the deadline),
+    and `plan` says what it would send; nothing is written.
+
+    A refused key fails the call once (every item would fail the same way).
+    """
+    results: list[ItemResult | None] = [None] * len(raw_items)
+    refused: list[RespanError] = []
+    limiter = anyio.CapacityLimiter(max(1, max_in_flight))
+
+    async def check(index: int, raw: Any) -> None:
+        try:
+            item = parse_item(raw)
+            async with limiter:
+                planned = await plan(item)
+        except ValidationError as exc:
+            results[index] = ItemResult(index=index, status="invalid", error=describe_invalid(exc, LogScoreWrite))
+        except (AuthenticationError, MissingAPIKeyError) as exc:
+            refused.append(exc)
+        except (ScoreValueError, ValueError, RespanError) as exc:
+            results[index] = ItemResult(index=index, status="invalid", error=str(exc))
+        else:
+            results[index] = ItemResult(index=index, status="valid", dry_run=planned)
+
+    with anyio.move_on_after(max(0.0, min(deadline, BATCH_DEADLINE_MAX) - MARGIN)):
+        async with anyio.create_task_group() as group:
+            for index, raw in enumerate(raw_items):
+                group.start_soon(check, index, raw)
+    if refused:
+        raise refused[0]
+    items = [
+        result or ItemResult(index=index, status="deferred", error="not checked by the deadline; send it again")
+        for index, result in enumerate(results)
+    ]
+    counts = {status: sum(item.status == status for item in items) for status in ("valid", "invalid", "deferred")}
+    steps = ["dry run: nothing was written"]
+    if counts["valid"]:
+        steps.append(f"call upsert_log_scores without dry_run to write the {counts['valid']} valid items")
+    if counts["invalid"]:
+        steps.append(f"fix the {counts['invalid']} invalid items as their errors say")
+    if counts["deferred"]:
+        steps.append(f"{counts['deferred']} items were not checked by the deadline: send them again with dry_run")
+    return BatchResult(
+        results=items,
+        written=0,
+        failed=0,
+        invalid=counts["invalid"],
+        deferred=counts["deferred"],
+        valid=counts["valid"],
+        next_step="; ".join(steps),
+    )

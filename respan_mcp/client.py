@@ -59,6 +59,16 @@ def path_segment(value: str) -> str:
     return quote(value, safe="")
 
 
+def log_scores_path(log_id: str) -> str:
+    """The path of a log's scores, relative to the API base (`/api`)."""
+    return f"/logs/{path_segment(log_id)}/scores/"
+
+
+def score_path(score_id: str) -> str:
+    """The path of one score, relative to the API base (`/api`)."""
+    return f"/scores/{path_segment(score_id)}/"
+
+
 class RespanClient:
     """The Respan score API over one pooled `httpx2.AsyncClient`, shared for the server's life.
 
@@ -102,7 +112,7 @@ class RespanClient:
         evaluator = "evaluator_id" if "evaluator_id" in body else "evaluator_slug"
         return await self.request(
             "POST",
-            f"/logs/{path_segment(log_id)}/scores/",
+            log_scores_path(log_id),
             json=body,
             api_key=api_key,
             not_found=f"check that log_id '{log_id}' is a log in this Respan project (and the {evaluator})",
@@ -121,7 +131,7 @@ class RespanClient:
         not_found = (
             f"no score has id '{score_id}'; use the id a score write returned (list_log_scores lists a log's scores)"
         )
-        return await self.request(method, f"/scores/{path_segment(score_id)}/", not_found=not_found, **kwargs)
+        return await self.request(method, score_path(score_id), not_found=not_found, **kwargs)
 
     def secrets(self, api_key: str | None = None) -> tuple[str | None, ...]:
         """Every key a message must never show a piece of: the caller's and the configured one."""

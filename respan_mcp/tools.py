@@ -8,8 +8,7 @@ log and the count of calls in flight. Adding a tool is a model, a function and a
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Generic, TypeVar
@@ -17,12 +16,12 @@ from urllib.parse import urlsplit
 
 import anyio
 from mcp import types
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from respan_mcp.batch import MARGIN, write_batch
-from respan_mcp.client import RespanClient, path_segment
+from respan_mcp.batch import check_batch, write_batch
+from respan_mcp.client import RespanClient, log_scores_path, score_path
 from respan_mcp.config import BATCH_DEADLINE_MAX, Config
-from respan_mcp.errors import AuthenticationError, MissingAPIKeyError, RespanError
+from respan_mcp.errors import RespanError
 from respan_mcp.evaluator import Evaluator
 from respan_mcp.evaluator_cache import EvaluatorCache
 from respan_mcp.models import (
@@ -36,20 +35,18 @@ from respan_mcp.models import (
     LogScoreUpsert,
     LogScoreWrite,
     ScoreUpdate,
-    ScoreValueError,
 )
 from respan_mcp.results import (
     BatchResult,
     DryRun,
     EvaluatorDetail,
     EvaluatorPage,
-    ItemResult,
     PlannedRequest,
     Score,
     ScorePage,
     WriteResult,
 )
-from respan_mcp.schema import describe_invalid, flat_schema, structured_fields
+from respan_mcp.schema import flat_schema, structured_fields
 
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
 
@@ -109,16 +106,6 @@ class Call:
         return DryRun(request=request, would_pass=evaluator.passes(value), passing_condition=evaluator.condition_text())
 
 
-def log_scores_path(log_id: str) -> str:
-    """The path of a log's scores, as the client sends it (relative to the API base)."""
-    return f"/logs/{path_segment(log_id)}/scores/"
-
-
-def score_path(score_id: str) -> str:
-    """The path of one score, as the client sends it (relative to the API base)."""
-    return f"/scores/{path_segment(score_id)}/"
-
-
 @dataclass(frozen=True)
 class Tool(Generic[ArgsT]):
     """A tool as the server publishes and runs it."""
@@ -175,7 +162,12 @@ async def update_score(call: Call, update: ScoreUpdate) -> WriteResult:
 async def upsert_log_scores(call: Call, batch: BatchWrite) -> BatchResult:
     deadline = min(batch.deadline_seconds or call.config.batch_deadline, BATCH_DEADLINE_MAX)
     if batch.dry_run:
-        return await dry_run_batch(call, batch.scores, deadline)
+
+        async def plan(item: LogScoreWrite) -> DryRun:
+            body, evaluator = await call.checked(item)
+            return call.planned("POST", log_scores_path(item.log_id), body, evaluator)
+
+        return await check_batch(batch.scores, plan=plan, deadline=deadline, max_in_flight=call.config.max_concurrency)
     # The evaluators the items were checked against, by ("id", id) and ("slug", slug): each written score
     # is told its evaluator's condition without another lookup.
     checked_against: dict[tuple[str, str | None], Evaluator] = {}
@@ -203,54 +195,6 @@ async def upsert_log_scores(call: Call, batch: BatchWrite) -> BatchResult:
                 evaluator = checked_against.get(("slug", score.evaluator_slug))
             item.score = score.about(evaluator)
     return result
-
-
-async def dry_run_batch(call: Call, raw_items: Sequence[Any], deadline: float) -> BatchResult:
-    """Every item checked as a write would be (concurrently, by the deadline); nothing is sent.
-
-    Items are parsed as `write_batch` parses them, so an item valid here is valid there.
-    """
-    results: list[ItemResult | None] = [None] * len(raw_items)
-    refused: list[RespanError] = []
-    limiter = anyio.CapacityLimiter(max(1, call.config.max_concurrency))
-
-    async def check(index: int, raw: Any) -> None:
-        try:
-            item = LogScoreWrite.model_validate(json.loads(raw) if isinstance(raw, str) else raw)
-            async with limiter:
-                body, evaluator = await call.checked(item)
-            planned = call.planned("POST", log_scores_path(item.log_id), body, evaluator)
-        except ValidationError as exc:
-            results[index] = ItemResult(index=index, status="invalid", error=describe_invalid(exc, LogScoreWrite))
-        except (AuthenticationError, MissingAPIKeyError) as exc:
-            refused.append(exc)  # every item would fail the same way: the call says so once
-        except (ScoreValueError, ValueError, RespanError) as exc:
-            results[index] = ItemResult(index=index, status="invalid", error=str(exc))
-        else:
-            results[index] = ItemResult(index=index, status="valid", dry_run=planned)
-
-    with anyio.move_on_after(max(0.0, deadline - MARGIN)):
-        async with anyio.create_task_group() as group:
-            for index, raw in enumerate(raw_items):
-                group.start_soon(check, index, raw)
-    if refused:
-        raise refused[0]
-    items = [
-        result or ItemResult(index=index, status="deferred", error="not checked by the deadline; send it again")
-        for index, result in enumerate(results)
-    ]
-    counts = {status: sum(item.status == status for item in items) for status in ("valid", "invalid", "deferred")}
-    steps = ["dry run: nothing was written"]
-    if counts["valid"]:
-        steps.append(f"call upsert_log_scores without dry_run to write the {counts['valid']} valid items")
-    if counts["invalid"]:
-        steps.append(f"fix the {counts['invalid']} invalid items as their errors say")
-    if counts["deferred"]:
-        steps.append(f"{counts['deferred']} items were not checked by the deadline: send them again with dry_run")
-    return BatchResult(
-        results=items, written=0, failed=0, invalid=counts["invalid"], deferred=counts["deferred"],
-        valid=counts["valid"], next_step="; ".join(steps),
-    )
 
 
 async def list_evaluators(call: Call, query: ListEvaluators) -> EvaluatorPage:
