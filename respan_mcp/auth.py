@@ -24,7 +24,7 @@ import httpx2
 import jwt
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
-from pydantic import Field
+from pydantic import AnyHttpUrl, Field
 
 from respan_mcp.client import package_version
 
@@ -81,8 +81,8 @@ def auth_settings(resource_url: str, issuer: str, scopes: list[str]) -> AuthSett
     resource URL, e.g. Entra's `api://...`).
     """
     return AuthSettings(
-        issuer_url=issuer,  # type: ignore[arg-type]  # pydantic parses the URL
-        resource_server_url=resource_url,  # type: ignore[arg-type]
+        issuer_url=AnyHttpUrl(issuer),
+        resource_server_url=AnyHttpUrl(resource_url),
         required_scopes=list(scopes),
         validate_token_resource=False,
     )
