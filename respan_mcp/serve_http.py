@@ -31,7 +31,7 @@ def serve(config: Config, *, transport: str = "stdio", host: str = "127.0.0.1", 
     server = build_server(config)
     calllog.configure(config.log_format, config.log_level)  # after the SDK's own logging set-up, to replace it
     if transport == "stdio":
-        anyio.run(serve_stdio, server)
+        anyio.run(serve_stdio, server._lowlevel_server)
         return
 
     state: ServerState = server.state
