@@ -29,6 +29,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
 BATCH_DEADLINE_MIN = 1.0  # seconds; models.py bounds a call's deadline_seconds with these too
 BATCH_DEADLINE_MAX = 600.0
+# Seconds a stopping server gives the calls in flight (and a running batch its report) before it exits.
+SHUTDOWN_GRACE = 20.0
 MAX_RETRIES_MAX = 10
 DEFAULT_OAUTH_SCOPES = ("respan:scores",)
 CREDENTIALS_FILE = "~/.respan/credentials.json"

@@ -34,8 +34,7 @@ from starlette.types import Receive, Scope, Send
 
 from respan_mcp import calllog
 from respan_mcp.auth import IdentityProviderError, IdentityProviderVerifier, Introspection, auth_settings
-from respan_mcp.config import Config, is_loopback
-from respan_mcp.serve_stdio import SHUTDOWN_GRACE
+from respan_mcp.config import SHUTDOWN_GRACE, Config, is_loopback
 from respan_mcp.server import ServerState, build_server
 
 logger = logging.getLogger(__name__)
@@ -66,6 +65,7 @@ def run(config: Config) -> None:
 
 async def _serve(server: _DrainingServer, verifier: IdentityProviderVerifier | None) -> None:
     """uvicorn, with the identity provider's keys fetched beside it (/readyz says 503 until they are)."""
+    server.state.shutting_down = anyio.Event()  # set when draining starts: running batches report early
     async with anyio.create_task_group() as group:
         if verifier is not None:
             group.start_soon(_load_keys, verifier)
@@ -272,6 +272,8 @@ class _DrainingServer(uvicorn.Server):
             self.force_exit = sig == signal.SIGINT
 
     async def on_tick(self, counter: int) -> bool:
+        if self._drain_until is not None and self.state.shutting_down is not None:
+            self.state.shutting_down.set()  # in the event loop, where an anyio.Event may be set
         if self._drain_until is not None and not self.should_exit:
             idle = self.state.in_flight == 0 and self.gate.in_flight == 0
             self.should_exit = idle or time.monotonic() >= self._drain_until

@@ -1,121 +1,210 @@
-"""Serving over stdio, with a graceful end: every request read is answered before the process exits.
+"""Serving over stdio: every line read gets an answer, and the end is graceful.
 
-The end comes when the host closes stdin, or with SIGTERM or SIGINT. Either way reading
-stops, the requests already read are answered (for at most `SHUTDOWN_GRACE` seconds), and
-only then does the SDK see the end of its input and shut down in its own order, writing
-every answer out. Requests are counted rather than tool calls, so a request read but not
-yet started, and a call that has returned but whose answer is not yet written, are both
-waited for. A second signal stops at once.
+Lines are read here and checked (`stdio_lines`) before the SDK's reader sees them: a line the
+SDK would drop, or could not read at all, gets its own error answer instead of ending the
+process or going unanswered. stdin may be a pipe, a terminal, a regular file or /dev/null (a
+recorded session replayed); it is read to its end either way.
+
+The end comes when stdin ends, or with SIGTERM or SIGINT. Either way reading stops, `on_stop`
+is called, the requests already read are answered (for at most `SHUTDOWN_GRACE` seconds), and
+only then does the SDK see the end of its input and shut down in its own order, writing every
+answer out. Requests are counted rather than tool calls, so a request read but not yet
+started, and a call that has returned but whose answer is not yet written, are both waited
+for. A second signal stops at once.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
+import logging
+import os
 import signal
-import sys
-from collections.abc import AsyncIterator
-from io import TextIOWrapper
+import stat
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, cast
 
 import anyio
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
+from mcp.types import (
+    ErrorData,
+    JSONRPCError,
+    JSONRPCMessage,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    RequestId,
+)
 
 from respan_mcp import calllog
-from respan_mcp.config import Config
+from respan_mcp.config import SHUTDOWN_GRACE, Config
 from respan_mcp.server import ServerState, build_server
+from respan_mcp.stdio_lines import Lines, Rejected, TooLarge, check
 
-SHUTDOWN_GRACE = 20.0  # seconds; in-flight calls are bounded by RESPAN_TIMEOUT anyway
-
+logger = logging.getLogger(__name__)
 
 def run(config: Config) -> None:
     """Serve one host over stdin and stdout until it closes stdin or a signal stops us."""
     state = ServerState(config)
     server = build_server(config, state=state)
     calllog.configure(config.log_format, config.log_level)
-    anyio.run(serve_stdio, server)
+    anyio.run(_serve, server, state)
 
 
-async def serve_stdio(server: Server[Any]) -> None:
-    lowlevel = server
-    stdio = _Stdio()
+async def _serve(server: Server[ServerState], state: ServerState) -> None:
+    # Set when reading stops: a batch running then shrinks its deadline to fit the grace period,
+    # so the agent still gets its report (the rest deferred) before the process exits.
+    state.shutting_down = anyio.Event()
+    await serve_stdio(server, on_stop=state.shutting_down.set)
+
+
+_CHUNK = 2**16
+
+
+async def serve_stdio(server: Server[Any], *, on_stop: Callable[[], None] | None = None) -> None:
+    """Serve one host over stdin and stdout until stdin ends or a signal stops the process.
+
+    `on_stop` is called once, when reading stops and before the answers still owed are waited for.
+    """
+    stdio = _Stdio(on_stop)
     async with anyio.create_task_group() as group:
         group.start_soon(_stop_on_signal, stdio, group.cancel_scope)
-        async with stdio_server(stdin=stdio.lines()) as (read_stream, write_stream):  # type: ignore[arg-type]
-            stdio.write_stream = write_stream
-            await lowlevel.run(read_stream, stdio, lowlevel.create_initialization_options())
+        # The SDK only iterates `stdin` for lines, so the checked lines stand in for its file.
+        async with stdio_server(stdin=cast("anyio.AsyncFile[str]", stdio.lines())) as (read_stream, write_stream):
+            stdio.connect(write_stream)
+            await server.run(read_stream, stdio, server.create_initialization_options())
         group.cancel_scope.cancel()
 
 
+class _Sink(Protocol):
+    """The SDK's stdio write stream, as far as it is used here."""
+
+    async def send(self, item: SessionMessage, /) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
 class _Stdio:
-    """stdin's lines in (noting each request's id); the SDK's answers out (crossing it off).
+    """stdin's checked lines in (noting each request's id); the SDK's answers out (crossing it off).
 
     It is the write stream the SDK's server loop is given, so it sees every answer.
     """
 
-    def __init__(self) -> None:
-        self.write_stream: Any = None
-        self._unanswered: set[str | int] = set()
+    def __init__(self, on_stop: Callable[[], None] | None) -> None:
+        self._on_stop = on_stop
+        self._out: _Sink | None = None
+        self._connected = anyio.Event()
+        self._unanswered: set[RequestId] = set()
         self._answered = anyio.Event()
-        self._reader: asyncio.StreamReader | None = None
+        self._stopped = False
+        self._read_scope: anyio.CancelScope | None = None
+
+    def connect(self, out: _Sink) -> None:
+        self._out = out
+        self._connected.set()
 
     def stop_reading(self) -> None:
         """As if stdin had ended: answer what was read, then shut down."""
-        if self._reader is not None:
-            self._reader.feed_eof()
+        self._stopped = True
+        if self._read_scope is not None:
+            self._read_scope.cancel()
 
     async def lines(self) -> AsyncIterator[str]:
-        async for line in self._stdin_lines():
-            self._note(line)
-            yield line
+        lines = Lines()
+        async for chunk in self._stdin():
+            for line in lines.feed(chunk):
+                if (text := await self._admit(line)) is not None:
+                    yield text
+        if not self._stopped:  # a line cut short by a signal was never read to its end
+            for line in lines.rest():
+                if (text := await self._admit(line)) is not None:
+                    yield text
+        if self._on_stop is not None:
+            try:
+                self._on_stop()
+            except Exception:  # the answers owed matter more than the hook
+                logger.exception("on_stop failed")
         with anyio.move_on_after(SHUTDOWN_GRACE):
             while self._unanswered:
                 self._answered = anyio.Event()
                 await self._answered.wait()
 
-    def _note(self, line: str) -> None:
-        try:
-            message = json.loads(line)
-        except ValueError:
-            return  # the SDK answers it (parse error) without an id to wait for
-        if not isinstance(message, dict) or not isinstance(message.get("method"), str):
-            return
-        request_id = message.get("id")
-        if isinstance(request_id, str | int) and not isinstance(request_id, bool):
-            self._unanswered.add(request_id)
-        elif message["method"] == "notifications/cancelled" and isinstance(message.get("params"), dict):
-            self._cross_off(message["params"].get("requestId"))  # a cancelled request gets no answer
+    async def _admit(self, line: bytes | TooLarge) -> str | None:
+        """The line's text for the SDK, or None once it has been answered here (or needs no answer)."""
+        checked = check(line)
+        if isinstance(checked, Rejected):
+            logger.info("answered a line from stdin with error %d: %s", checked.code, checked.message)
+            error = JSONRPCError(jsonrpc="2.0", id=checked.id, error=ErrorData(code=checked.code, message=checked.message))
+            await self._connected.wait()
+            assert self._out is not None
+            try:
+                await self._out.send(SessionMessage(error))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the server has stopped writing: nobody is there to read the answer
+            return None
+        if checked is None:
+            return None
+        text, message = checked
+        self._note(message)
+        return text
 
-    def _cross_off(self, request_id: Any) -> None:
-        if isinstance(request_id, str | int):
-            self._unanswered.discard(request_id)
+    def _note(self, message: JSONRPCMessage) -> None:
+        if isinstance(message, JSONRPCRequest):
+            self._unanswered.add(message.id)
+        elif isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
+            cancelled = str((message.params or {}).get("requestId"))  # the SDK matches "7" to 7 too
+            self._cross_off(*(known for known in self._unanswered if str(known) == cancelled))
+
+    def _cross_off(self, *request_ids: RequestId) -> None:
+        self._unanswered.difference_update(request_ids)
         self._answered.set()
 
-    async def _stdin_lines(self) -> AsyncIterator[str]:
-        """Read stdin without a blocked thread, so a signal can end the reading."""
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=2**24)
+    async def _stdin(self) -> AsyncIterator[bytes]:
+        """stdin's bytes until it ends or `stop_reading` is called.
+
+        A pipe, socket or terminal is awaited in the event loop, with no thread blocked in a
+        read, so a signal can end the reading. A regular file or /dev/null cannot be watched by
+        the event loop (epoll refuses them) but never blocks, so a worker thread reads it.
+        """
         try:
-            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
-        except (ValueError, OSError):  # a regular file, or a platform without pipe support
-            async for line in anyio.wrap_file(TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")):
-                yield line
-            return
-        self._reader = reader
-        while line := await reader.readline():
-            yield line.decode("utf-8", errors="replace")
+            mode = os.fstat(0).st_mode
+        except OSError:
+            return  # no stdin at all: nothing to read
+        pollable = os.name == "posix" and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(0))
+        read: Callable[[], Awaitable[bytes]] = (
+            _read_when_ready if pollable else partial(anyio.to_thread.run_sync, os.read, 0, _CHUNK)
+        )
+        if pollable:
+            blocking = os.get_blocking(0)
+            os.set_blocking(0, False)
+        try:
+            while not self._stopped:
+                with anyio.CancelScope() as self._read_scope:
+                    try:
+                        chunk = await read()
+                    except (OSError, anyio.ClosedResourceError):
+                        logger.info("stdin could not be read; ending as at its end", exc_info=True)
+                        chunk = b""
+                if self._read_scope.cancel_called or not chunk:
+                    return
+                yield chunk
+        finally:
+            if pollable:
+                os.set_blocking(0, blocking)  # stdin may be the terminal a shell reads next
 
     # The SDK's WriteStream protocol.
-    async def send(self, item: Any, /) -> None:
-        await self.write_stream.send(item)
+    async def send(self, item: SessionMessage, /) -> None:
+        assert self._out is not None
+        await self._out.send(item)
         message = item.message
-        if not hasattr(message, "method") and getattr(message, "id", None) is not None:
+        if isinstance(message, JSONRPCResponse | JSONRPCError) and message.id is not None:
             self._cross_off(message.id)
 
     async def aclose(self) -> None:
-        await self.write_stream.aclose()
+        if self._out is not None:
+            await self._out.aclose()
 
     async def __aenter__(self) -> _Stdio:
         return self
@@ -126,6 +215,14 @@ class _Stdio:
         await self.aclose()
 
 
+async def _read_when_ready() -> bytes:
+    while True:
+        try:
+            return os.read(0, _CHUNK)
+        except BlockingIOError:
+            await anyio.wait_readable(0)
+
+
 async def _stop_on_signal(stdio: _Stdio, scope: anyio.CancelScope) -> None:
     try:
         receiver = anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT)
@@ -133,6 +230,10 @@ async def _stop_on_signal(stdio: _Stdio, scope: anyio.CancelScope) -> None:
         return
     with receiver as signals:
         async for _ in signals:
+            logger.info(
+                "stopping: answering the requests already read (for at most %g s); a second signal stops at once",
+                SHUTDOWN_GRACE,
+            )
             stdio.stop_reading()
             break
         with anyio.move_on_after(SHUTDOWN_GRACE + 5):  # the graceful end normally cancels this wait

@@ -12,8 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from respan_mcp.config import ENVIRONMENT_VARIABLES
-from respan_mcp.serve_http import SHUTDOWN_GRACE
+from respan_mcp.config import ENVIRONMENT_VARIABLES, SHUTDOWN_GRACE
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,196 @@
+"""What a host writes on stdin, line by line: which lines the SDK will serve, and what the others get.
+
+The SDK's stdio reader drops a line it cannot parse or validate without a word (so the
+request is never answered, and the end of input waits for it), and a line nested past
+Python's recursion limit or longer than a read buffer ends the process. Checking each line
+here first gives every bad line a JSON-RPC error answer of its own: -32700 when it is not
+JSON that can be read (too large, too deep, not UTF-8, not JSON), -32600 when it is JSON but
+not a request the SDK would serve. The answer carries the request's id when a cheap look at
+either end of the line finds it; else null, as JSON-RPC says.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.types import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    JSONRPCMessage,
+    JSONRPCNotification,
+    RequestId,
+    jsonrpc_message_adapter,
+)
+from pydantic import ValidationError
+
+MAX_LINE_BYTES = 16 * 2**20  # a full batch fits many times over; a runaway writer does not exhaust memory
+MAX_DEPTH = 128  # levels of arrays and objects in a line; the SDK's parser drops a line, silently, near 200
+
+_ID_WINDOW = 4096  # characters at each end of a bad line searched for its id
+_STRING = r'"[^"\\]*(?:\\.[^"\\]*)*"'
+_MEMBER = rf"{_STRING}\s*:\s*(?:{_STRING}|[-+.\w]+)"  # a member whose value is a string, number or literal
+_ID = rf"(-?(?:0|[1-9]\d*)|{_STRING})"
+# A top-level id: before the first member holding an array or object, or after the last one.
+_ID_FIRST = re.compile(rf'\s*\{{\s*(?:{_MEMBER}\s*,\s*)*"id"\s*:\s*{_ID}\s*[,}}]')
+_ID_LAST = re.compile(rf'[{{,]\s*"id"\s*:\s*{_ID}\s*(?:,\s*{_MEMBER}\s*)*\}}\s*$')
+_QUOTED = re.compile(_STRING)
+_BRACKETS = re.compile(r"[\[{]+|[\]}]+")
+_ID_RULE = "id must be a string or an integer"
+
+
+@dataclass(frozen=True)
+class TooLarge:
+    """A line past MAX_LINE_BYTES: only its two ends are kept, to look for its id."""
+
+    head: bytes
+    tail: bytes
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """The error answer a line gets instead of being passed to the SDK."""
+
+    code: int
+    message: str
+    id: RequestId | None
+
+
+class Lines:
+    """Splits stdin's bytes into lines, never holding more than MAX_LINE_BYTES of one."""
+
+    def __init__(self) -> None:
+        self._line = bytearray()
+        self._over: TooLarge | None = None
+
+    def feed(self, chunk: bytes) -> list[bytes | TooLarge]:
+        """The lines `chunk` completes."""
+        lines: list[bytes | TooLarge] = []
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            self._add(chunk[start:end])
+            lines.append(self._take())
+            start = end + 1
+        self._add(chunk[start:])
+        return lines
+
+    def rest(self) -> list[bytes | TooLarge]:
+        """The last line, when the input does not end with a newline."""
+        return [self._take()] if self._line or self._over else []
+
+    def _add(self, part: bytes) -> None:
+        if self._over is not None:
+            self._over = TooLarge(self._over.head, (self._over.tail + part)[-_ID_WINDOW:])
+        elif len(self._line) + len(part) > MAX_LINE_BYTES:
+            line = self._line + part
+            self._over = TooLarge(bytes(line[:_ID_WINDOW]), bytes(line[-_ID_WINDOW:]))
+            self._line = bytearray()
+        else:
+            self._line += part
+
+    def _take(self) -> bytes | TooLarge:
+        line: bytes | TooLarge = self._over or bytes(self._line)
+        self._line, self._over = bytearray(), None
+        return line
+
+
+def check(line: bytes | TooLarge) -> tuple[str, JSONRPCMessage] | Rejected | None:
+    """The line as text, with its message, if the SDK will serve it; else the answer it gets.
+
+    None: nothing to answer (a blank line, or a malformed response: JSON-RPC never answers a response).
+    """
+    if isinstance(line, TooLarge):
+        text = (line.head + b"\n" + line.tail).decode("utf-8", errors="replace")
+        return Rejected(PARSE_ERROR, f"request too large: a line may hold at most {MAX_LINE_BYTES} bytes "
+                        f"({MAX_LINE_BYTES // 2**20} MiB); send less in one request", _find_id(text))
+    if not line.strip(b" \t\r"):
+        return None  # framing noise, not a message: there is nothing to answer
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejected(PARSE_ERROR, f"parse error: the line is not valid UTF-8 (byte {exc.start}); "
+                        "send JSON text encoded as UTF-8", _find_id(line.decode("utf-8", errors="replace")))
+    if _nests_deeper(text, MAX_DEPTH):
+        return _too_deep(text)
+    try:
+        message = jsonrpc_message_adapter.validate_json(text, by_name=False)  # as the SDK's reader will
+    except ValidationError:
+        return _diagnose(text)
+    if isinstance(message, JSONRPCNotification) and "id" in _object(text):
+        return Rejected(INVALID_REQUEST, f"invalid request: {_ID_RULE}", None)  # the SDK took it for a notification
+    return text, message
+
+
+def _too_deep(text: str) -> Rejected:
+    return Rejected(PARSE_ERROR, f"nesting too deep: a request may nest arrays and objects at most {MAX_DEPTH} "
+                    "levels deep; send a flatter value", _find_id(text))
+
+
+def _diagnose(text: str) -> Rejected | None:
+    """What is wrong with a line the SDK would drop, in words the sender can act on."""
+    try:
+        message = json.loads(text)
+    except RecursionError:
+        return _too_deep(text)
+    except json.JSONDecodeError as exc:
+        return Rejected(PARSE_ERROR, f"parse error: the line is not valid JSON ({exc.msg} at character {exc.pos}); "
+                        "send one JSON-RPC message per line", _find_id(text))
+    if isinstance(message, dict) and "method" not in message and ("result" in message or "error" in message):
+        return None
+    request_id = message.get("id") if isinstance(message, dict) and _is_id(message.get("id")) else None
+    return Rejected(INVALID_REQUEST, f"invalid request: {'; '.join(_problems(message))}", request_id)
+
+
+def _problems(message: Any) -> list[str]:
+    if isinstance(message, list):
+        return ["a batch (a JSON array) is not accepted; send one JSON-RPC message per line"]
+    if not isinstance(message, dict):
+        return ['a message is a JSON object: {"jsonrpc": "2.0", "id": 1, "method": "...", "params": {...}}']
+    problems = []
+    if message.get("jsonrpc") != "2.0":
+        problems.append('jsonrpc must be "2.0"' + ("" if "jsonrpc" in message else " (it is missing)"))
+    if not isinstance(message.get("method"), str):
+        problems.append("method must be a string" if "method" in message else "method is missing")
+    if "id" in message and not _is_id(message["id"]):
+        problems.append(_ID_RULE)
+    if message.get("params") is not None and not isinstance(message["params"], dict):
+        problems.append("params must be an object")
+    return problems or ["not a JSON-RPC 2.0 request or notification"]
+
+
+def _object(text: str) -> dict[str, Any]:
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return {}
+    return message if isinstance(message, dict) else {}
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _nests_deeper(text: str, limit: int) -> bool:
+    """Whether arrays and objects nest past `limit` (outside strings); two counts for the common line."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    for run in _BRACKETS.findall(_QUOTED.sub("", text)):
+        depth += len(run) if run[0] in "[{" else -len(run)
+        if depth > limit:
+            return True
+    return False
+
+
+def _find_id(text: str) -> RequestId | None:
+    """The id of a line that cannot be parsed, if it stands at either end of it (else None)."""
+    match = _ID_FIRST.match(text, 0, _ID_WINDOW) or _ID_LAST.search(text, max(0, len(text) - _ID_WINDOW))
+    if match is None:
+        return None
+    try:
+        found = json.loads(match.group(1))
+    except ValueError:
+        return None
+    return found if _is_id(found) else None

@@ -1,0 +1,290 @@
+"""The stdio transport against what hosts and people really send: lines too deep or too large,
+bytes that are not UTF-8 or not JSON, messages the SDK would drop, and stdin that is a file.
+
+Each test drives the installed console script over raw pipes, so it sees exactly the bytes a
+host would: every line it writes must be a JSON-RPC message, a bad line must get its own error
+answer (with the request's id when one can be found), and the requests after it must still be
+answered. End of input must end the process with 0; `communicate`'s timeout is only a failure
+bound (the SDK alone waits `SHUTDOWN_GRACE` for requests it never answers).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.shared.exceptions import MCPError
+
+from respan_mcp.stdio_lines import MAX_DEPTH, MAX_LINE_BYTES, Lines, Rejected, TooLarge, check
+from tests.conftest import LOG_ID, console_script, server_env
+from tests.fake_api import FakeRespan, RunningFakeRespan
+
+EXIT_BOUND = 15.0  # seconds; a failure bound only, well under the 20 s the SDK waited for dropped requests
+PARSE_ERROR, INVALID_REQUEST = -32700, -32600
+
+
+def line(message: dict[str, Any]) -> bytes:
+    return json.dumps(message).encode() + b"\n"
+
+
+def request(id: Any, method: str, params: dict[str, Any] | None = None) -> bytes:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": id, "method": method}
+    if params is not None:
+        message["params"] = params
+    return line(message)
+
+
+OPENING = request(1, "initialize", {
+    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"},
+}) + line({"jsonrpc": "2.0", "method": "notifications/initialized"})
+LIST_TOOLS = request(99, "tools/list")
+
+
+def call(id: int, **arguments: Any) -> bytes:
+    return request(id, "tools/call", {"name": "upsert_log_score", "arguments": {"log_id": LOG_ID, **arguments}})
+
+
+def nested(depth: int, kind: str = "array") -> str:
+    """JSON text `depth` levels deep."""
+    return "[" * depth + "]" * depth if kind == "array" else '{"a":' * depth + "1" + "}" * depth
+
+
+def run(stdin: bytes | Path, api: RunningFakeRespan) -> list[dict[str, Any]]:
+    """Everything the server wrote to stdout for `stdin`, once it has exited 0 by itself."""
+    with ExitStack() as stack:
+        source = stack.enter_context(stdin.open("rb")) if isinstance(stdin, Path) else subprocess.PIPE
+        process = subprocess.Popen(
+            [console_script()], env=server_env(api.url), stdin=source, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            out, err = process.communicate(None if isinstance(stdin, Path) else stdin, timeout=EXIT_BOUND)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+            pytest.fail(f"still running {EXIT_BOUND:g} s after the end of its input; stderr: {err.decode()[-2000:]}")
+    said = err.decode()
+    assert process.returncode == 0, said[-2000:]
+    assert "Traceback" not in said, said[-2000:]
+    answers = [json.loads(text) for text in out.splitlines()]  # only JSON lines on stdout
+    for answer in answers:
+        assert answer["jsonrpc"] == "2.0" and "id" in answer and ("result" in answer) != ("error" in answer), answer
+    return answers
+
+
+def by_id(answers: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+    found: dict[Any, dict[str, Any]] = {}
+    for answer in answers:
+        assert answer["id"] is None or answer["id"] not in found, f"two answers for id {answer['id']}"
+        found[answer["id"]] = answer
+    return found
+
+
+def assert_error(answer: dict[str, Any] | None, code: int, *words: str) -> None:
+    assert answer is not None, "no answer"
+    assert answer.get("error", {}).get("code") == code, answer
+    message = answer["error"]["message"].lower()
+    assert all(word in message for word in words), answer
+
+
+def null_id_answers(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [answer for answer in answers if answer["id"] is None]
+
+
+def test_too_deep_lines_get_a_parse_error_and_later_requests_are_answered(api: RunningFakeRespan, fake: FakeRespan) -> None:
+    deep_value = '{"name":"upsert_log_score","arguments":{"log_id":"log-1","evaluator_slug":"q","json_value":%s}}'
+    lines = [
+        f'{{"jsonrpc":"2.0","id":10,"method":"tools/list","params":{{"x":{nested(1000)}}}}}\n',
+        f'{{"jsonrpc":"2.0","id":11,"method":"tools/list","params":{{"x":{nested(1000, "object")}}}}}\n',
+        f'{{"jsonrpc":"2.0","id":12,"method":"tools/list","params":{{"x":{nested(100_000)}}}}}\n',
+        # One level past the limit: the line and params are two of them.
+        f'{{"jsonrpc":"2.0","id":13,"method":"tools/list","params":{{"x":{nested(MAX_DEPTH - 1)}}}}}\n',
+        f'{{"jsonrpc":"2.0","id":14,"method":"tools/call","params":{deep_value % nested(500, "object")}}}\n',
+        # The id after the deep part, as the TypeScript SDK orders a request's members.
+        f'{{"method":"tools/list","params":{{"x":{nested(5000)}}},"jsonrpc":"2.0","id":"after"}}\n',
+        f'{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"x":{nested(3000)}}}}}\n',
+    ]
+    # At the limit exactly (the line, params, arguments, then json_value's levels): served.
+    at_limit = f'{{"jsonrpc":"2.0","id":20,"method":"tools/call","params":{deep_value % nested(MAX_DEPTH - 3)}}}\n'
+    answers = run(OPENING + "".join(lines).encode() + at_limit.encode() + LIST_TOOLS, api)
+
+    found = by_id(answers)
+    for id in (10, 11, 12, 13, 14, "after"):
+        assert_error(found.get(id), PARSE_ERROR, "nesting too deep", str(MAX_DEPTH))
+    [anonymous] = null_id_answers(answers)  # the notification: no id to answer with
+    assert_error(anonymous, PARSE_ERROR, "nesting too deep")
+    assert not found[20]["result"].get("isError"), found[20]
+    assert [write.body["json_value"] for write in fake.writes()] == [nested(MAX_DEPTH - 3)]
+    assert found[99]["result"]["tools"]
+
+
+@pytest.mark.slow
+def test_a_line_over_the_size_limit_gets_a_parse_error_and_one_at_the_limit_is_served(api: RunningFakeRespan) -> None:
+    ping = b'{"jsonrpc":"2.0","id":%d,"method":"ping"}'
+    at_limit = (ping % 30).ljust(MAX_LINE_BYTES) + b"\n"
+    over = (ping % 31).ljust(MAX_LINE_BYTES + 1) + b"\n"
+    filler = "a" * MAX_LINE_BYTES
+    over_id_last = line({"method": "ping", "params": {"_meta": {"filler": filler}}, "jsonrpc": "2.0", "id": 32})
+    answers = run(OPENING + at_limit + over + over_id_last + LIST_TOOLS, api)
+
+    found = by_id(answers)
+    assert found[30]["result"] == {}, found[30]
+    for id in (31, 32):
+        assert_error(found.get(id), PARSE_ERROR, "too large", str(MAX_LINE_BYTES))
+    assert found[99]["result"]["tools"]
+
+
+def test_blank_lines_are_skipped_and_lines_not_utf8_or_not_json_get_a_parse_error(
+    api: RunningFakeRespan, fake: FakeRespan
+) -> None:
+    not_utf8 = call(40, evaluator_slug="q", string_value="PLACEHOLDER").replace(b"PLACEHOLDER", b"ok \xff\xfe")
+    lines = [
+        b" \t \r\n",
+        b"\n",
+        not_utf8,
+        b"hello\n",
+        b'{"jsonrpc":"2.0","id":41,"method":"tools/list",\n',  # cut short
+        b'{"method":"tools/list","params":{"cursor":tru},"jsonrpc":"2.0","id":"42"}\n',  # a typo inside
+    ]
+    answers = run(OPENING + b"".join(lines) + LIST_TOOLS, api)
+
+    found = by_id(answers)
+    assert_error(found.get(40), PARSE_ERROR, "utf-8")
+    assert fake.writes() == []  # not a replacement character written as the score
+    assert_error(found.get(41), PARSE_ERROR, "not valid json")
+    [hello] = null_id_answers(answers)
+    assert_error(hello, PARSE_ERROR, "not valid json")
+    assert_error(found.get("42"), PARSE_ERROR, "not valid json")
+    assert found[99]["result"]["tools"]
+    assert len(answers) == 6  # initialize, 4 parse errors, tools/list: nothing for the blank lines
+
+
+def test_requests_the_sdk_would_drop_get_an_invalid_request_answer_and_eof_exits(api: RunningFakeRespan) -> None:
+    lines = [
+        line({"id": 50, "method": "tools/list"}),
+        line({"jsonrpc": "1.0", "id": 51, "method": "tools/list"}),
+        line({"jsonrpc": "2.0", "id": 52, "method": "tools/list", "params": [1]}),
+        line({"jsonrpc": "2.0", "id": 53, "method": 5}),
+        line({"jsonrpc": "2.0", "id": 54}),
+        line({"jsonrpc": "2.0", "id": True, "method": "tools/list"}),
+        line({"jsonrpc": "2.0", "id": 1.5, "method": "tools/list"}),
+        line({"jsonrpc": "2.0", "id": None, "method": "tools/list"}),
+        line([{"jsonrpc": "2.0", "id": 55, "method": "tools/list"}]),  # type: ignore[arg-type]
+        line({"jsonrpc": "2.0", "id": 56, "result": 5}),  # a malformed response: never answered
+    ]
+    answers = run(OPENING + b"".join(lines), api)  # no request after them: EOF right away
+
+    found = by_id(answers)
+    assert_error(found.get(50), INVALID_REQUEST, "jsonrpc", '"2.0"')
+    assert_error(found.get(51), INVALID_REQUEST, "jsonrpc", '"2.0"')
+    assert_error(found.get(52), INVALID_REQUEST, "params", "object")
+    assert_error(found.get(53), INVALID_REQUEST, "method", "string")
+    assert_error(found.get(54), INVALID_REQUEST, "method")
+    bad_ids = null_id_answers(answers)
+    assert len(bad_ids) == 4, bad_ids
+    for answer in bad_ids[:3]:
+        assert_error(answer, INVALID_REQUEST, "id", "string or an integer")
+    assert_error(bad_ids[3], INVALID_REQUEST, "batch")
+    assert 56 not in found
+
+
+def test_stdin_from_dev_null_exits_0_without_a_word(api: RunningFakeRespan) -> None:
+    assert run(Path("/dev/null"), api) == []
+
+
+@pytest.mark.parametrize("last_newline", [True, False], ids=["newline-ended", "no-final-newline"])
+def test_a_session_replayed_from_a_file_is_answered_then_exits_0(
+    last_newline: bool, tmp_path: Path, api: RunningFakeRespan, fake: FakeRespan
+) -> None:
+    recorded = OPENING + request(2, "tools/list") + call(3, evaluator_slug="q", numerical_value=4)
+    session = tmp_path / "session.jsonl"
+    session.write_bytes(recorded if last_newline else recorded.rstrip(b"\n"))
+    found = by_id(run(session, api))
+
+    assert found[1]["result"]["serverInfo"]["name"]
+    assert {tool["name"] for tool in found[2]["result"]["tools"]} >= {"upsert_log_score"}
+    assert not found[3]["result"].get("isError"), found[3]
+    assert [(write.path, write.body) for write in fake.writes()] == [
+        (f"/api/logs/{LOG_ID}/scores/", {"evaluator_slug": "q", "numerical_value": 4})
+    ]
+
+
+@pytest.mark.anyio
+async def test_a_client_sees_a_too_deep_call_fail_and_its_next_call_succeed(api: RunningFakeRespan, fake: FakeRespan) -> None:
+    deep = json.loads(nested(MAX_DEPTH + 20, "object"))
+    async with Client(StdioServerParameters(command=console_script(), args=[], env=server_env(api.url))) as client:
+        with pytest.raises(MCPError, match="nesting too deep"):
+            await client.call_tool("upsert_log_score", {"log_id": LOG_ID, "evaluator_slug": "q", "json_value": deep})
+        result = await client.call_tool("upsert_log_score", {"log_id": LOG_ID, "evaluator_slug": "q", "numerical_value": 1})
+    assert not result.is_error, result.content
+    assert [write.body for write in fake.writes()] == [{"evaluator_slug": "q", "numerical_value": 1}]
+
+
+# The line checks in-process: the cases above, and their edges, without a process per case.
+
+
+def rejected(raw: bytes | TooLarge) -> Rejected:
+    checked = check(raw)
+    assert isinstance(checked, Rejected), checked
+    return checked
+
+
+@pytest.mark.parametrize(
+    ("raw", "id"),
+    [
+        (b'{"jsonrpc":"2.0","id":7,"method":"x","params":{"a":tru}}', 7),  # the Python SDK's order
+        (b'{"method":"x","params":{"a":tru},"jsonrpc":"2.0","id":"s-1"}', "s-1"),  # the TypeScript SDK's order
+        (b'{ "id" : -3 , "method":"x","params":[}', -3),
+        (b'{"method":"x","params":{"id":5,"a":tru}}', None),  # an id inside params is not the request's
+        (b'{"method":"x","params":{"a":tru,"id":5}}', None),
+        (b'{"method":"x","params":"\\"id\\":5}"', None),  # nor one inside a string
+        (b'{"jsonrpc":"2.0","id":1.5,"method":"x",', None),
+        (b'{"jsonrpc":"2.0","id":true,"method":"x",', None),
+        (b"hello", None),
+    ],
+)
+def test_a_line_that_is_not_json_is_answered_with_its_id_when_it_stands_at_either_end(raw: bytes, id: Any) -> None:
+    answer = rejected(raw)
+    assert (answer.code, answer.id) == (PARSE_ERROR, id)
+
+
+def test_a_too_large_line_keeps_its_ends_to_find_the_id() -> None:
+    lines = Lines()
+    head = b'{"jsonrpc":"2.0","id":8,"method":"x","params":{"v":"'
+    split = [lines.feed(part) for part in (head, b"a" * MAX_LINE_BYTES, b'"}}\n{"jsonrpc":"2.0","id":9,')]
+    tail = lines.feed(b'"method":"ping"}\n')
+    assert split[0] == split[1] == [] and len(split[2]) == 1 and isinstance(split[2][0], TooLarge)
+    assert len(split[2][0].head) + len(split[2][0].tail) < 10_000  # the middle was not kept
+    assert rejected(split[2][0]).id == 8
+    assert tail == [b'{"jsonrpc":"2.0","id":9,"method":"ping"}'] and lines.rest() == []
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 4096])
+def test_lines_come_out_whole_however_stdin_chunks_them(size: int) -> None:
+    text = OPENING + b"\n  \n" + call(3, evaluator_slug="q", numerical_value=4) + b'{"last":1}'
+    lines = Lines()
+    out = [line for start in range(0, len(text), size) for line in lines.feed(text[start : start + size])]
+    assert out + lines.rest() == text.split(b"\n")
+
+
+@pytest.mark.parametrize(
+    ("value", "served"),
+    [
+        ("[" * 3000 + "]" * 3000, False),
+        ('"' + "[" * 3000 + '"', True),  # brackets in a string are text, not nesting
+        ('"\\"' + "{" * 3000 + '"', True),
+        ("[" + ",".join(["{}"] * 3000) + "]", True),  # wide, not deep
+        ('{"a":' * (MAX_DEPTH - 2) + "1" + "}" * (MAX_DEPTH - 2), True),
+        ('{"a":' * (MAX_DEPTH - 1) + "1" + "}" * (MAX_DEPTH - 1), False),
+    ],
+)
+def test_only_nesting_past_the_limit_is_refused(value: str, served: bool) -> None:
+    checked = check(f'{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"v":{value}}}}}'.encode())
+    if served:
+        assert isinstance(checked, tuple), checked
+    else:
+        assert isinstance(checked, Rejected) and "nesting too deep" in checked.message, checked
