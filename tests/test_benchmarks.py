@@ -33,7 +33,9 @@ def test_run_py_reports_every_figure_for_both_servers(tmp_path: Path) -> None:
     assert {"cold_start_ms", "call_p50_ms", "call_p99_ms", "network_floor_p50_ms", "rss_calls_mb", "rss_growth_mb",
             "http_1_clients_per_s", "http_2_clients_per_s", "call_cpu_ms", "idle_cpu_ms", "http_cpu_ms"} <= set(figures)
     for key, figure in figures.items():
-        if key == "rss_growth_mb" or key.endswith("cpu_ms"):  # a difference; CPU ticks are 10 ms: may be 0
+        # Differences (the floor is timed apart from the calls, so under load it may exceed their p50),
+        # and CPU counted in 10 ms ticks: may be 0 or less at these sizes.
+        if key in ("rss_growth_mb", "over_floor_p50_ms") or key.endswith("cpu_ms"):
             assert figure["baseline"] is not None and figure["ours"] is not None, key
         else:
             assert figure["baseline"] > 0 and figure["ours"] > 0, key
