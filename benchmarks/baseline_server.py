@@ -1,7 +1,12 @@
 """The floor respan-mcp is measured against: the server a user could write in 20 lines.
 
 Same SDK (`MCPServer`), same log level as respan-mcp (WARNING; the SDK's default INFO
-logs every request), one tool forwarding a POST through a module-level client, no checks.
+logs every request), same transports (the SDK's stdio server; stateless streamable HTTP),
+and the same tool shape as respan-mcp's upsert_log_score: the SDK validates the arguments
+with the model it builds from the signature, the tool forwards a POST through a module-level
+client, and the answer goes back as structured content (validated against the `dict` return
+type) and as JSON text. What it leaves out is respan-mcp's own work: the value-type and
+evaluator checks, key policy and error wording. That is the cost the benchmark measures.
 Run: RESPAN_API_KEY=... RESPAN_BASE_URL=http://127.0.0.1:PORT python benchmarks/baseline_server.py [PORT]
 (stdio without a PORT; stateless streamable HTTP at http://127.0.0.1:PORT/mcp with one).
 """

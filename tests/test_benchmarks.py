@@ -2,6 +2,7 @@
 
 Only that they run and report every figure is checked: timings on a shared machine are
 noise at these sizes, and thresholds belong to the full runs (see README, Performance).
+Slow: each starts the stand-in API and both servers as subprocesses.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,13 +31,16 @@ def test_run_py_reports_every_figure_for_both_servers(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads((tmp_path / "results.json").read_text())["figures"]
     assert {"cold_start_ms", "call_p50_ms", "call_p99_ms", "network_floor_p50_ms", "rss_calls_mb", "rss_growth_mb",
-            "http_1_clients_per_s", "http_2_clients_per_s", "call_cpu_ms", "http_cpu_ms"} <= set(figures)
+            "http_1_clients_per_s", "http_2_clients_per_s", "call_cpu_ms", "idle_cpu_ms", "http_cpu_ms"} <= set(figures)
     for key, figure in figures.items():
-        if key == "rss_growth_mb" or key.endswith("cpu_ms"):  # a difference; CPU ticks are 10 ms: may be 0
+        # Differences (the floor is timed apart from the calls, so under load it may exceed their p50),
+        # and CPU counted in 10 ms ticks: may be 0 or less at these sizes.
+        if key in ("rss_growth_mb", "over_floor_p50_ms") or key.endswith("cpu_ms"):
             assert figure["baseline"] is not None and figure["ours"] is not None, key
         else:
             assert figure["baseline"] > 0 and figure["ours"] > 0, key
     assert figures["cold_start_ms"]["ratio"] is not None
+    assert figures["call_cpu_ms"]["target"] == "<= 1.00x"  # the redesign may cost no server CPU (issue 15.10)
     assert "| cold start: spawn to tools/list answered" in done.stdout
 
 
