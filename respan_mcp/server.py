@@ -23,6 +23,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 
 from respan_mcp import prompts
 from respan_mcp.calllog import CallLine, CallLog, StatusRecorder
@@ -33,7 +34,7 @@ from respan_mcp.evaluator_cache import Described, EvaluatorCache
 from respan_mcp.keys import KeyPolicy, KeyRefused
 from respan_mcp.models import PAIRING_TABLE_TEXT, ScoreValueError
 from respan_mcp.panel import PANEL_MIME, PANEL_URI, panel_html
-from respan_mcp.results import NotAScoreError
+from respan_mcp.results import BatchResult, NotAScoreError
 from respan_mcp.schema import decode_json_text, describe_invalid
 from respan_mcp.tools import TOOLS, Call, Tool
 
@@ -297,11 +298,13 @@ def who(caller: AccessToken) -> dict[str, str]:
 
 
 def success(result: BaseModel) -> types.CallToolResult:
-    """A result model as text and structured content; a batch that wrote nothing is an error, with its report."""
+    """A result model as text and structured content (dumped once, on the hot path); a batch that
+    wrote nothing is an error, with its report."""
+    data = result.model_dump(mode="json")
     return types.CallToolResult(
-        content=[types.TextContent(type="text", text=result.model_dump_json())],
-        structured_content=result.model_dump(mode="json"),
-        is_error=bool(getattr(result, "is_error", False)),
+        content=[types.TextContent(type="text", text=to_json(data).decode())],
+        structured_content=data,
+        is_error=isinstance(result, BatchResult) and result.is_error,
     )
 
 
