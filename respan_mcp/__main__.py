@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-retries",
         metavar="N",
-        help=f"retries after a connection error, 429, 502, 503 or 504, 0 to {MAX_RETRIES_MAX} (default 3)",
+        help=f"retries after a connection error, a timeout, 429, 500, 502, 503 or 504, 0 to {MAX_RETRIES_MAX} (default 3)",
     )
     parser.add_argument(
         "--allow-server-key",

@@ -48,7 +48,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "RESPAN_ALLOW_INSECURE_HTTP": "1: allow an http:// base URL to a host that is not loopback (the key then "
     "crosses the network in clear text; a warning is printed at start).",
     "RESPAN_TIMEOUT": "Seconds to wait for the API on each request, more than 0 (default 30).",
-    "RESPAN_MAX_RETRIES": f"Retries of a write after a connection error, 429, 502, 503 or 504, 0 to "
+    "RESPAN_MAX_RETRIES": f"Retries of a request after a connection error, a timeout, 429, 500, 502, 503 or 504, 0 to "
     f"{MAX_RETRIES_MAX} (default 3).",
     "RESPAN_LOG_LEVEL": "Log level on stderr: DEBUG, INFO, WARNING, ERROR or CRITICAL (default WARNING).",
     "RESPAN_EVALUATOR_TTL": "Seconds an evaluator's description is cached for checking scores, 0 or more "
