@@ -25,8 +25,11 @@ import anyio
 import httpx2
 import pytest
 from mcp import Client
+from mcp.client.auth import OAuthFlowError
+from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from mcp.types import CallToolResult
 
 from respan_mcp.auth import REFRESH_INTERVAL
@@ -285,6 +288,73 @@ async def test_protected_resource_metadata_names_the_resource_the_issuer_and_the
     assert metadata["authorization_servers"] == [oidc.issuer]
     assert metadata["scopes_supported"] == [SCOPE]
     assert fake.requests == []
+
+
+class TokenMemory:
+    """The SDK's `TokenStorage`, in memory: what a host would keep in its keychain."""
+
+    def __init__(self) -> None:
+        self.tokens: OAuthToken | None = None
+        self.client: OAuthClientInformationFull | None = None
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        return self.client
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        self.client = client_info
+
+
+@asynccontextmanager
+async def discovering_session(url: str, transport: str, issuer: str, memory: TokenMemory) -> AsyncIterator[Client]:
+    """The SDK's own OAuth client, as a host runs it: it starts with no token, follows the 401's
+    resource_metadata to the issuer, and gets a token there (client credentials stand in for a
+    browser sign-in; the discovery and the resource indicator are the same)."""
+    endpoint = f"{url}/sse" if transport == "sse" else f"{url}/mcp"
+    auth = ClientCredentialsOAuthProvider(endpoint, memory, CLIENT.client_id, CLIENT.client_secret, issuer=issuer)
+    if transport == "sse":
+        async with Client(sse_client(endpoint, auth=auth)) as client:
+            yield client
+        return
+    async with httpx2.AsyncClient(auth=auth, timeout=30) as http:
+        async with Client(streamable_http_client(endpoint, http_client=http)) as client:
+            yield client
+
+
+@pytest.mark.parametrize(
+    "transport",
+    [
+        "streamable-http",
+        pytest.param(
+            "sse",
+            marks=pytest.mark.xfail(
+                raises=OAuthFlowError,
+                strict=True,
+                reason="over SSE the server still names {public-url}/mcp as its resource, which a host connected "
+                "to {public-url}/sse must refuse (RFC 8707 resource match); the resource should follow the transport",
+            ),
+        ),
+    ],
+)
+async def test_a_host_finds_the_provider_from_the_challenge_and_signs_in_on_its_own(
+    transport: str, tmp_path: Path, oidc: OpenIdProvider, fake: FakeRespan, api: RunningFakeRespan
+) -> None:
+    memory = TokenMemory()
+    # No --public-url: the resource is the default, http://127.0.0.1:PORT/mcp, the URL the host uses.
+    with replica(tmp_path, "--transport", transport, "--oauth-issuer", oidc.issuer, env=server_env(api.url)) as running:
+        server = SignedIn(running, transport)
+        wait_ready(server)
+        async with discovering_session(server.url, transport, oidc.issuer, memory) as client:
+            written = await client.call_tool("upsert_log_score", WRITE)
+    assert not written.is_error, written.content
+    assert memory.tokens is not None  # the SDK signed in by itself
+    assert [w.headers["authorization"] for w in fake.writes()] == [f"Bearer {API_KEY}"]
+    assert not any(memory.tokens.access_token in v for r in fake.requests for v in r.headers.values())
 
 
 # -- readiness and key rotation: servers of their own ---------------------------------------------
