@@ -4,6 +4,7 @@ Dockerfile and the server it runs (port, user, probe routes, drain bound, variab
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from respan_mcp.config import ENVIRONMENT_VARIABLES, SHUTDOWN_GRACE
+from respan_mcp.config import ENVIRONMENT_VARIABLES, SHUTDOWN_GRACE, load_config
 
 pytestmark = pytest.mark.slow
 
@@ -101,3 +102,22 @@ def test_service_and_autoscaler_point_at_the_deployment() -> None:
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment["metadata"]["name"]}
     assert hpa["spec"]["minReplicas"] == deployment["spec"]["replicas"] == 2
+
+
+def test_the_commented_settings_uncommented_validate_and_the_server_accepts_them(tmp_path: Path) -> None:
+    """The commented env entries (sign-in among them) are an example to uncomment: uncommented, the
+    Deployment still validates and the server, started with the image's own flags, accepts them."""
+    text = (MANIFESTS / "deployment.yaml").read_text()
+    deployment = yaml.safe_load(re.sub(r"^(\s*)# (- name: |  value: )", r"\1\2", text, flags=re.M))
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(deployment, version, strict=True)
+    (main,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item["value"] for item in main["env"] if "value" in item}
+    assert {"RESPAN_OAUTH_ISSUER", "RESPAN_PUBLIC_URL", "RESPAN_OAUTH_SCOPES"} <= set(env) <= set(ENVIRONMENT_VARIABLES)
+
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", (ROOT / "Dockerfile").read_text(), re.M).group(1))  # type: ignore[union-attr]
+    flags = {name.removeprefix("--"): value for name, value in zip(cmd[::2], cmd[1::2])}
+    config = load_config(environ=env | {"RESPAN_API_KEY": "example", "HOME": str(tmp_path)}, flags=flags)
+    assert config.oauth_issuer == env["RESPAN_OAUTH_ISSUER"]
+    assert config.audience == config.resource_url == f"{env['RESPAN_PUBLIC_URL']}/mcp"
+    assert config.oauth_scopes == tuple(env["RESPAN_OAUTH_SCOPES"].split())

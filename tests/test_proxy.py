@@ -6,19 +6,25 @@ are skipped with a notice. The config written here is the one the README describ
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import httpx2
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from tests.conftest import API_KEY, free_port, server_env, wait_healthy
 from tests.fake_api import FakeRespan, RunningFakeRespan
+from tests.oidc_fixture import CLIENT, OpenIdProvider, oidc_provider  # noqa: F401  (the `oidc` fixture)
 from tests.test_http import KEY_A, KEY_B, Replica, mcp_client, replica
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -74,14 +80,14 @@ class Stack:
 
 
 @contextmanager
-def behind_nginx(tmp_path: Path, api_url: str, *flags: str) -> Iterator[Stack]:
-    """Two replicas (json logs) on free loopback ports, round-robin behind nginx."""
+def behind_nginx(tmp_path: Path, api_url: str, *flags: str, port: int | None = None) -> Iterator[Stack]:
+    """Two replicas (json logs) on free loopback ports, round-robin behind nginx on `port` (default: any free one)."""
     env = server_env(api_url, RESPAN_LOG_FORMAT="json")
     with ExitStack() as stack:
         replicas = [
             stack.enter_context(replica(tmp_path, "--transport", "streamable-http", *flags, env=env)) for _ in range(2)
         ]
-        port = free_port()
+        port = port or free_port()
         conf = tmp_path / "nginx.conf"
         conf.write_text(NGINX_CONF.format(tmp=tmp_path, first=replicas[0].port, second=replicas[1].port, port=port))
         nginx = subprocess.Popen(
@@ -180,3 +186,44 @@ async def test_allow_server_key_and_sigterm_during_a_stream_of_calls(
     assert stored == sorted((f"log-{n}", n) for n in range(count))  # each exactly once
     assert {r.headers["authorization"] for r in fake.requests} == {f"Bearer {API_KEY}"}
     assert tool_calls(proxy.replicas[1])  # the stopped replica had served part of the stream
+
+
+async def test_signed_in_replicas_share_nothing_and_both_accept_one_token(
+    tmp_path: Path, api: RunningFakeRespan, fake: FakeRespan, oidc: OpenIdProvider
+) -> None:
+    port = free_port()
+    public_url = f"http://127.0.0.1:{port}"  # what callers reach: the proxy, whose URL tokens are issued for
+    flags = ("--oauth-issuer", oidc.issuer, "--public-url", public_url)
+    with behind_nginx(tmp_path, api.url, *flags, port=port) as proxy:
+        for server in proxy.replicas:  # each replica loads the issuer's keys on its own
+            deadline = time.monotonic() + 60  # a failure bound only
+            while httpx2.get(f"{server.url}/readyz", timeout=10).status_code != 200:
+                assert time.monotonic() < deadline, server.stderr()
+                time.sleep(0.1)
+        token = oidc.token(resource=f"{public_url}/mcp")
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+            async with Client(streamable_http_client(f"{proxy.url}/mcp", http_client=http)) as client:
+                for n in range(4):
+                    written = await client.call_tool(
+                        "upsert_log_score", {"log_id": f"log-{n}", "evaluator_slug": "helpfulness", "numerical_value": n}
+                    )
+                    assert not written.is_error, written.content
+        async with httpx2.AsyncClient(base_url=proxy.url, timeout=30) as http:
+            anonymous = await http.post(
+                "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                headers={"Accept": "application/json, text/event-stream", "Content-Type": "application/json"},
+            )
+            metadata = (await http.get("/.well-known/oauth-protected-resource/mcp")).json()
+        per_replica = [tool_calls(server) for server in proxy.replicas]
+
+    assert all(len(calls) >= 1 for calls in per_replica), per_replica  # each replica served a call of the one token
+    assert sum(map(len, per_replica)) == 4
+    for line in (json.loads(line) for calls in per_replica for line in calls):
+        assert line["outcome"] == "ok" and line["caller"]["client_id"] == CLIENT.client_id, line
+    assert anonymous.status_code == 401
+    assert f'resource_metadata="{public_url}/.well-known/oauth-protected-resource/mcp"' in anonymous.headers["www-authenticate"]
+    assert metadata["resource"] == f"{public_url}/mcp"
+    # Signed in, the callers write with the replicas' own key, even though the proxy's forwarding
+    # headers would withdraw it from an anonymous caller; the token itself never reaches Respan.
+    assert [w.headers["authorization"] for w in fake.writes()] == [f"Bearer {API_KEY}"] * 4
+    assert not any(token in value for r in fake.requests for value in r.headers.values())
