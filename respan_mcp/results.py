@@ -154,8 +154,8 @@ class Score(OutputModel):
             ) from None
 
 
-class EvaluatorSummary(OutputModel):
-    """One evaluator, as list_evaluators returns it: enough to pick the field and a valid value."""
+class EvaluatorBasics(OutputModel):
+    """What every view of an evaluator starts with: who it is, the field a score uses, its range."""
 
     id: str = Field(description="Evaluator ID; pass it as evaluator_id.")
     evaluator_slug: str | None = Field(None, description="Evaluator slug; pass it as evaluator_slug.")
@@ -164,6 +164,23 @@ class EvaluatorSummary(OutputModel):
     value_field: str | None = Field(None, description="The value field a score for this evaluator must use.")
     min_score: float | None = Field(None, description="Lowest allowed numerical_value, if bounded.")
     max_score: float | None = Field(None, description="Highest allowed numerical_value, if bounded.")
+
+    @staticmethod
+    def basics(evaluator: Evaluator) -> dict[str, Any]:
+        return {
+            "id": evaluator.id,
+            "evaluator_slug": evaluator.slug,
+            "name": evaluator.name,
+            "score_value_type": evaluator.score_value_type,
+            "value_field": evaluator.value_field,
+            "min_score": evaluator.min_score,
+            "max_score": evaluator.max_score,
+        }
+
+
+class EvaluatorSummary(EvaluatorBasics):
+    """One evaluator, as list_evaluators returns it: enough to pick the field and a valid value."""
+
     choices: list[str] | None = Field(None, description="Allowed categorical_value entries, if any.")
     description: str | None = Field(
         None,
@@ -177,29 +194,16 @@ class EvaluatorSummary(OutputModel):
     @classmethod
     def of(cls, evaluator: Evaluator) -> EvaluatorSummary:
         return cls(
-            id=evaluator.id,
-            evaluator_slug=evaluator.slug,
-            name=evaluator.name,
-            score_value_type=evaluator.score_value_type,
-            value_field=evaluator.value_field,
-            min_score=evaluator.min_score,
-            max_score=evaluator.max_score,
+            **cls.basics(evaluator),
             choices=list(evaluator.choices) if evaluator.choices else None,
             description=one_line(evaluator.description, LISTED_DESCRIPTION_LIMIT) if evaluator.description else None,
             passing_condition=evaluator.condition_text(),
         )
 
 
-class EvaluatorDetail(OutputModel):
+class EvaluatorDetail(EvaluatorBasics):
     """One evaluator, whole, as get_evaluator returns it: what a score must be, what it means, when it passes."""
 
-    id: str = Field(description="Evaluator ID; pass it as evaluator_id.")
-    evaluator_slug: str | None = Field(None, description="Evaluator slug; pass it as evaluator_slug.")
-    name: str | None = Field(None, description="Human-readable name.")
-    score_value_type: str | None = Field(None, description="The evaluator's type, e.g. numerical, boolean, single_select.")
-    value_field: str | None = Field(None, description="The value field a score for this evaluator must use.")
-    min_score: float | None = Field(None, description="Lowest allowed numerical_value, if bounded.")
-    max_score: float | None = Field(None, description="Highest allowed numerical_value, if bounded.")
     choices: list[EvaluatorChoice] | None = Field(
         None, description="The choices, if any: categorical_value holds each one's value; name is what people see."
     )
@@ -226,13 +230,7 @@ class EvaluatorDetail(OutputModel):
     def of(cls, evaluator: Evaluator) -> EvaluatorDetail:
         condition = evaluator.passing_condition
         return cls(
-            id=evaluator.id,
-            evaluator_slug=evaluator.slug,
-            name=evaluator.name,
-            score_value_type=evaluator.score_value_type,
-            value_field=evaluator.value_field,
-            min_score=evaluator.min_score,
-            max_score=evaluator.max_score,
+            **cls.basics(evaluator),
             choices=EvaluatorChoice.listed(evaluator),
             description=evaluator.description,
             rubric=evaluator.rubric,
