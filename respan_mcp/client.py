@@ -8,6 +8,7 @@ decoded answer), and nothing here ever puts the API key in a message, a log line
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -92,7 +93,12 @@ class RespanClient:
         self._in_flight: anyio.Semaphore | None = None  # made on first use, inside the event loop
         self._http = httpx2.AsyncClient(
             base_url=config.api_url,
-            headers={"User-Agent": f"respan-mcp/{package_version()}", "Accept": "application/json"},
+            # Only encodings this client decodes itself, within its bound (see _read).
+            headers={
+                "User-Agent": f"respan-mcp/{package_version()}",
+                "Accept": "application/json",
+                "Accept-Encoding": "gzip, deflate",
+            },
             # Per phase, so a slow connect reads as one; the whole request is bounded in `_attempt`.
             timeout=httpx2.Timeout(config.timeout, connect=min(config.timeout, 10.0)),
             transport=transport,
@@ -226,16 +232,35 @@ class RespanClient:
             raise not_json(answer, secrets) from None
 
     async def _read(self, response: httpx2.Response, method: str, secrets: tuple[str | None, ...]) -> bytes:
-        """The decoded body, refused as soon as it passes MAX_ANSWER (a small gzip can inflate to gigabytes)."""
+        """The decoded body, refused as soon as it passes MAX_ANSWER (a small gzip can inflate to gigabytes).
+
+        The raw bytes are decoded here, at most MAX_ANSWER + 1 bytes out of each piece, so memory
+        stays bounded whatever one compressed chunk inflates to.
+        """
+        if response.is_stream_consumed:  # already in memory (a transport that answers with whole bodies)
+            if len(response.content) > MAX_ANSWER:
+                raise answer_too_large(response.status_code, method, MAX_ANSWER, request_id(response, secrets))
+            return response.content
         declared = response.headers.get("content-length", "")
-        encoded = response.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity")
-        if not encoded and declared.isdigit() and int(declared) > MAX_ANSWER:
+        decoder = _decoder(response.headers.get("content-encoding", ""))
+        if decoder is None and declared.isdigit() and int(declared) > MAX_ANSWER:
             raise answer_too_large(response.status_code, method, MAX_ANSWER, request_id(response, secrets))
         content = bytearray()
-        async for chunk in response.aiter_bytes():
-            content += chunk
-            if len(content) > MAX_ANSWER:
-                raise answer_too_large(response.status_code, method, MAX_ANSWER, request_id(response, secrets))
+        try:
+            async for pending in response.aiter_raw():
+                while pending:
+                    if decoder is None:
+                        content += pending
+                        pending = b""
+                    else:
+                        content += decoder.decompress(pending, MAX_ANSWER + 1 - len(content))
+                        pending = decoder.unconsumed_tail
+                    if len(content) > MAX_ANSWER:
+                        raise answer_too_large(response.status_code, method, MAX_ANSWER, request_id(response, secrets))
+            if decoder is not None:
+                content += decoder.flush()
+        except zlib.error as exc:  # a broken gzip: reported like httpx's own decoding errors
+            raise httpx2.DecodingError(str(exc)) from None
         return bytes(content)
 
     @asynccontextmanager
@@ -263,6 +288,18 @@ class _Progress:
     def sent(self) -> bool:
         # A transport that does not trace (a test's mock) may have let it through: say so.
         return self.started_sending or not self.traced
+
+
+def _decoder(encoding: str) -> Any:
+    """A zlib decompressor for the answer's Content-Encoding (gzip or deflate, the two we accept), or None."""
+    name = encoding.strip().lower()
+    if name in ("", "identity"):
+        return None
+    if name in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if name == "deflate":
+        return zlib.decompressobj()
+    raise httpx2.DecodingError(f"unsupported Content-Encoding {name!r}")
 
 
 def _sendable(key: str) -> bool:
