@@ -126,11 +126,12 @@ def test_sdist_carries_what_its_tests_need(dist: Path) -> None:
         path.relative_to(ROOT).as_posix()
         for folder in ("respan_mcp", "tests")
         for path in (ROOT / folder).rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts
+        # node_modules is what `npm ci` installs from tests/oidc's lock file, not a source.
+        if path.is_file() and "__pycache__" not in path.parts and "node_modules" not in path.parts
     ]
     missing = [name for name in [*SDIST_NEEDS, *sources] if name not in names]
     assert missing == []
-    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc") or "node_modules" in name]
 
 
 def uv_environment() -> dict[str, str]:

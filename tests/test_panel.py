@@ -511,11 +511,15 @@ def test_panel_follows_the_system_scheme_and_then_the_hosts_changes(
         page.wait_until(f"document.documentElement.dataset.theme === '{other}'", 0)
         assert background() < 0.05 if other == "dark" else background() > 0.9
         assert_readable(page)
-        # Without the server's evaluator facts: numbers without a known range have no bar, chips are the chosen ones.
+        # With the server's evaluator facts (list_log_scores adds each evaluator's range): every bounded number has a bar.
         text = page.panel_text()
         assert "Helpfulness" in text and "4" in text
-        assert page.evaluate("[...document.querySelectorAll('[role=meter]')].map(m => m.getAttribute('aria-label'))", 0) == ["Coverage"]
-        assert page.evaluate("[...document.querySelectorAll('.chip')].map(c => c.textContent)", 0) == ["✓ polite", "✓ math", "✓ code"]
+        assert page.evaluate("[...document.querySelectorAll('[role=meter]')].map(m => m.getAttribute('aria-label'))", 0) == [
+            "Helpfulness",
+            "Coverage",
+        ]
+        chips = page.evaluate("[...document.querySelectorAll('.chip')].map(c => c.textContent)", 0)
+        assert chips == ["✓ polite", "neutral", "rude", "✓ math", "✓ code", "writing"]  # every choice, chosen ones ticked
         assert page.frame_messages == []
     finally:
         page.close()
