@@ -24,7 +24,7 @@ import httpx2
 import jwt
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
-from pydantic import AnyHttpUrl, Field
+from pydantic import Field
 
 from respan_mcp.client import package_version
 
@@ -80,11 +80,15 @@ def auth_settings(resource_url: str, issuer: str, scopes: list[str]) -> AuthSett
     because `IdentityProviderVerifier` checks the audience itself (which may be set apart from the
     resource URL, e.g. Entra's `api://...`).
     """
-    return AuthSettings(
-        issuer_url=AnyHttpUrl(issuer),
-        resource_server_url=AnyHttpUrl(resource_url),
-        required_scopes=list(scopes),
-        validate_token_resource=False,
+    # Validated from strings, not built with AnyHttpUrl(): the settings model keeps a path-less
+    # issuer as spelt, where AnyHttpUrl adds a "/" that hosts, comparing issuers exactly, refuse.
+    return AuthSettings.model_validate(
+        {
+            "issuer_url": issuer,
+            "resource_server_url": resource_url,
+            "required_scopes": list(scopes),
+            "validate_token_resource": False,
+        }
     )
 
 
