@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--public-url",
         metavar="URL",
         help="the URL clients use to reach this server, behind a proxy the proxy's (default http://HOST:PORT; or "
-        "RESPAN_PUBLIC_URL); tokens are issued for PUBLIC_URL/mcp",
+        "RESPAN_PUBLIC_URL); tokens are issued for PUBLIC_URL/mcp (PUBLIC_URL/sse with --transport sse)",
     )
     return parser
 

@@ -80,8 +80,8 @@ def auth_settings(resource_url: str, issuer: str, scopes: list[str]) -> AuthSett
     because `IdentityProviderVerifier` checks the audience itself (which may be set apart from the
     resource URL, e.g. Entra's `api://...`).
     """
-    # Validated from plain strings, as the SDK does: AnyHttpUrl(...) built directly would add a
-    # trailing "/" to a bare host, and an issuer identifier must be published exactly as given.
+    # Validated from strings, not built with AnyHttpUrl(): the settings model keeps a path-less
+    # issuer as spelt, where AnyHttpUrl adds a "/" that hosts, comparing issuers exactly, refuse.
     return AuthSettings.model_validate(
         {
             "issuer_url": issuer,

@@ -63,9 +63,11 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "RESPAN_OAUTH_ISSUER": "Same as --oauth-issuer: the OAuth authorization server (an https URL) whose tokens "
     "callers sign in with; HTTP transports only.",
     "RESPAN_PUBLIC_URL": "Same as --public-url: the URL clients use to reach this server (behind a proxy, the "
-    "proxy's); default http://HOST:PORT.",
+    "proxy's); default http://HOST:PORT. With sign-in, the resource URL is PUBLIC_URL/mcp, or PUBLIC_URL/sse for "
+    "the legacy SSE transport.",
     "RESPAN_OAUTH_SCOPES": "Scopes a token must carry, space- or comma-separated (default respan:scores).",
-    "RESPAN_OAUTH_AUDIENCE": "Audience a token must be issued for (default: the resource URL, PUBLIC_URL/mcp).",
+    "RESPAN_OAUTH_AUDIENCE": "Audience a token must be issued for (default: the resource URL: PUBLIC_URL/mcp, or "
+    "PUBLIC_URL/sse for the legacy SSE transport).",
     "RESPAN_OAUTH_INTROSPECTION_URL": "RFC 7662 introspection endpoint, to check opaque tokens; needs "
     "RESPAN_OAUTH_CLIENT_ID and RESPAN_OAUTH_CLIENT_SECRET.",
     "RESPAN_OAUTH_CLIENT_ID": "This server's client id at the introspection endpoint.",
@@ -122,9 +124,15 @@ class Config:
 
     @property
     def resource_url(self) -> str:
-        """This server's MCP endpoint as clients name it: what a token's audience must be by default."""
+        """This server's MCP endpoint as clients name it: what a token's audience must be by default.
+
+        It is the URL a host connects to, /sse on the legacy SSE transport, else /mcp: a host checks
+        the protected resource metadata's `resource` against that URL (RFC 9728) and asks for its
+        tokens with it (RFC 8707), so any other path makes it refuse to sign in.
+        """
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return (self.public_url or f"http://{host}:{self.port}").rstrip("/") + "/mcp"
+        endpoint = "/sse" if self.transport == "sse" else "/mcp"
+        return (self.public_url or f"http://{host}:{self.port}").rstrip("/") + endpoint
 
     @property
     def audience(self) -> str:

@@ -545,3 +545,10 @@ def test_auth_settings_name_the_resource_issuer_and_scopes() -> None:
     settings = auth_settings(RESOURCE, ISSUER, [SCOPE])
     assert (str(settings.resource_server_url), str(settings.issuer_url)) == (RESOURCE, ISSUER)
     assert settings.required_scopes == [SCOPE] and settings.validate_token_resource is False
+
+
+@pytest.mark.parametrize("issuer", ["https://login.example.test", "https://login.example.test/", "http://127.0.0.1:8080"])
+def test_auth_settings_keep_the_issuer_as_spelt(issuer: str) -> None:
+    """Hosts compare the issuer named in the resource metadata with the provider's own, character for
+    character (RFC 8414): a trailing slash added to a path-less issuer makes them refuse to sign in."""
+    assert str(auth_settings(RESOURCE, issuer, [SCOPE]).issuer_url) == issuer

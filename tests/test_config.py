@@ -363,6 +363,25 @@ def test_public_url_and_audience() -> None:
     assert load(host="::1", port="8001").resource_url == "http://[::1]:8001/mcp"
 
 
+@pytest.mark.parametrize(("transport", "endpoint"), [("streamable-http", "/mcp"), ("sse", "/sse"), ("stdio", "/mcp")])
+def test_the_resource_is_the_endpoint_clients_connect_to(transport: str, endpoint: str) -> None:
+    """A host checks the resource in the metadata against the URL it connected to (RFC 9728 section 3.3),
+    and asks its tokens for that URL (RFC 8707): over SSE that is /sse, so /mcp would be refused."""
+    config = load(transport=transport, public_url="https://mcp.example.com/team/", port="9000")
+    assert config.resource_url == f"https://mcp.example.com/team{endpoint}"
+    assert load(transport=transport, port="9000").resource_url == f"http://127.0.0.1:9000{endpoint}"
+
+
+@pytest.mark.parametrize(("transport", "endpoint"), [("streamable-http", "/mcp"), ("sse", "/sse")])
+def test_the_default_audience_follows_the_transport_and_the_variable_overrides_it(
+    transport: str, endpoint: str
+) -> None:
+    config = oauth(transport=transport, public_url="https://mcp.example.com")
+    assert config.audience == config.resource_url == f"https://mcp.example.com{endpoint}"
+    overridden = oauth({"RESPAN_OAUTH_AUDIENCE": "api://respan-mcp"}, transport=transport)
+    assert overridden.audience == "api://respan-mcp" and overridden.resource_url.endswith(endpoint)
+
+
 @pytest.mark.parametrize(("raw", "expected"), [("a b", ("a", "b")), ("a,b, c", ("a", "b", "c")), ("x x", ("x",))])
 def test_scopes_split_on_spaces_or_commas(raw: str, expected: tuple[str, ...]) -> None:
     assert oauth({"RESPAN_OAUTH_SCOPES": raw}).oauth_scopes == expected

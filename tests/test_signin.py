@@ -23,9 +23,9 @@ from typing import Any
 
 import anyio
 import httpx2
+import jwt
 import pytest
 from mcp import Client
-from mcp.client.auth import OAuthFlowError
 from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
@@ -50,8 +50,7 @@ from tests.test_http import Replica, replica
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 TRANSPORTS = ("streamable-http", "sse")
-PUBLIC_URL = RESOURCE.removesuffix("/mcp")  # as behind a TLS proxy: tokens are issued for RESOURCE
-METADATA_URL = f"{PUBLIC_URL}/.well-known/oauth-protected-resource/mcp"
+PUBLIC_URL = RESOURCE.removesuffix("/mcp")  # as behind a TLS proxy
 WRITE = {"log_id": LOG_ID, "evaluator_slug": "helpfulness", "score_value_type": "numerical", "numerical_value": 4}
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 INITIALIZE: dict[str, Any] = {
@@ -92,14 +91,29 @@ def fake(api: RunningFakeRespan) -> FakeRespan:
 
 @dataclass
 class SignedIn:
-    """A running server with sign-in on, and the transport it serves."""
+    """A running server with sign-in on, the transport it serves, and the URL callers know it by."""
 
     replica: Replica
     transport: str
+    public_url: str = PUBLIC_URL
 
     @property
     def url(self) -> str:
         return self.replica.url
+
+    @property
+    def endpoint(self) -> str:
+        """The path a host connects to: what the server names as its resource, on each transport."""
+        return "/sse" if self.transport == "sse" else "/mcp"
+
+    @property
+    def resource(self) -> str:
+        """The protected resource (RFC 9728): what tokens are asked for (RFC 8707) and issued to."""
+        return f"{self.public_url}{self.endpoint}"
+
+    @property
+    def metadata_url(self) -> str:
+        return f"{self.public_url}/.well-known/oauth-protected-resource{self.endpoint}"
 
 
 @contextmanager
@@ -209,7 +223,7 @@ async def write_attempt(server: SignedIn, token: str | None, valid: str) -> list
 async def test_a_signed_in_caller_writes_with_the_servers_key_never_its_token(
     server: SignedIn, oidc: OpenIdProvider, fake: FakeRespan
 ) -> None:
-    token = oidc.token()
+    token = oidc.token(resource=server.resource)
     async with mcp_session(server, token) as client:
         written = await client.call_tool("upsert_log_score", WRITE)
         read = await client.call_tool("list_log_scores", {"log_id": LOG_ID})
@@ -227,7 +241,7 @@ async def test_the_write_attempt_with_a_valid_token_writes_once(
     server: SignedIn, oidc: OpenIdProvider, fake: FakeRespan
 ) -> None:
     """The control for the refusals below: the very request they send does write when signed in."""
-    token = oidc.token()
+    token = oidc.token(resource=server.resource)
     answers = await write_attempt(server, token, valid=token)
     assert [a.status_code for a in answers] == ([200] if server.transport == "streamable-http" else [200, 202])
     assert [w.headers["authorization"] for w in fake.writes()] == [f"Bearer {API_KEY}"]
@@ -236,25 +250,36 @@ async def test_the_write_attempt_with_a_valid_token_writes_once(
 # -- refused --------------------------------------------------------------------------------------
 
 
-def _expired(oidc: OpenIdProvider) -> str:
+def _expired(oidc: OpenIdProvider, resource: str) -> str:
     now = int(time.time())
-    return oidc.mint(iat=now - 7200, exp=now - 3600)  # well past the 60 s of clock skew allowed
+    return oidc.mint(aud=resource, iat=now - 7200, exp=now - 3600)  # well past the 60 s of clock skew allowed
 
 
-def _forged(oidc: OpenIdProvider) -> str:
+def _forged(oidc: OpenIdProvider, resource: str) -> str:
     """Signed by a key of the forger's own, under the provider's kid."""
-    return oidc.mint(key=SigningKey.generate("RS256"), header={"kid": oidc.keys[0].kid})
+    return oidc.mint(key=SigningKey.generate("RS256"), header={"kid": oidc.keys[0].kid}, aud=resource)
 
 
-# case -> (the token, or None for no header; the status; the error in the challenge)
-REFUSED: dict[str, tuple[Callable[[OpenIdProvider], str | None], int, str]] = {
-    "no-token": (lambda oidc: None, 401, "invalid_token"),
+def _other_endpoint(url: str) -> str:
+    """The same server's URL (or path) on the other transport: a resource of its own, not this one."""
+    base, _, endpoint = url.rpartition("/")
+    return f"{base}/{'mcp' if endpoint == 'sse' else 'sse'}"
+
+
+# case -> (the token for the server's resource, or None for no header; the status; the error in the challenge)
+REFUSED: dict[str, tuple[Callable[[OpenIdProvider, str], str | None], int, str]] = {
+    "no-token": (lambda oidc, resource: None, 401, "invalid_token"),
     "expired": (_expired, 401, "invalid_token"),
-    "wrong-audience": (lambda oidc: oidc.token(resource="https://other-service.example.test/mcp"), 401, "invalid_token"),
-    "wrong-issuer": (lambda oidc: oidc.mint(iss="https://idp.example.test"), 401, "invalid_token"),
+    "wrong-audience": (
+        lambda oidc, resource: oidc.token(resource="https://other-service.example.test/mcp"), 401, "invalid_token"
+    ),
+    "other-transports-audience": (
+        lambda oidc, resource: oidc.token(resource=_other_endpoint(resource)), 401, "invalid_token"
+    ),
+    "wrong-issuer": (lambda oidc, resource: oidc.mint(iss="https://idp.example.test", aud=resource), 401, "invalid_token"),
     "forged-signature": (_forged, 401, "invalid_token"),
-    "raw-respan-key": (lambda oidc: API_KEY, 401, "invalid_token"),
-    "missing-scope": (lambda oidc: oidc.token(scope=OTHER_SCOPE), 403, "insufficient_scope"),
+    "raw-respan-key": (lambda oidc, resource: API_KEY, 401, "invalid_token"),
+    "missing-scope": (lambda oidc, resource: oidc.token(scope=OTHER_SCOPE, resource=resource), 403, "insufficient_scope"),
 }
 
 
@@ -263,12 +288,12 @@ async def test_a_refused_caller_gets_the_challenge_and_nothing_is_written(
     case: str, server: SignedIn, oidc: OpenIdProvider, fake: FakeRespan
 ) -> None:
     make, status, error = REFUSED[case]
-    answers = await write_attempt(server, make(oidc), valid=oidc.token())
+    answers = await write_attempt(server, make(oidc, server.resource), valid=oidc.token(resource=server.resource))
     for answer in answers:
         assert answer.status_code == status, (case, answer.status_code, answer.text)
         challenge = answer.headers["www-authenticate"]
         assert challenge.startswith("Bearer ") and f'error="{error}"' in challenge, challenge
-        assert f'resource_metadata="{METADATA_URL}"' in challenge, challenge
+        assert f'resource_metadata="{server.metadata_url}"' in challenge, challenge
         assert answer.json()["error"] == error
     assert fake.writes() == []
     assert fake.requests == []  # nothing at all reached Respan on this caller's behalf
@@ -280,11 +305,15 @@ async def test_a_refused_caller_gets_the_challenge_and_nothing_is_written(
 async def test_protected_resource_metadata_names_the_resource_the_issuer_and_the_scope(
     server: SignedIn, oidc: OpenIdProvider, fake: FakeRespan
 ) -> None:
+    """The resource is the endpoint of the server's own transport, the URL a host connects to
+    (RFC 9728 section 3.3: a host refuses metadata naming any other), served at the path under it."""
     async with httpx2.AsyncClient(base_url=server.url, timeout=30) as http:
-        answer = await http.get("/.well-known/oauth-protected-resource/mcp")  # no token needed
+        answer = await http.get(f"/.well-known/oauth-protected-resource{server.endpoint}")  # no token needed
+        elsewhere = await http.get(f"/.well-known/oauth-protected-resource{_other_endpoint(server.endpoint)}")
     assert answer.status_code == 200, answer.text
+    assert elsewhere.status_code == 404, elsewhere.text  # one resource: the other transport's path is not it
     metadata = answer.json()
-    assert metadata["resource"] == f"{PUBLIC_URL}/mcp"
+    assert metadata["resource"] == server.resource == f"{PUBLIC_URL}{server.endpoint}"
     assert metadata["authorization_servers"] == [oidc.issuer]
     assert metadata["scopes_supported"] == [SCOPE]
     assert fake.requests == []
@@ -326,33 +355,22 @@ async def discovering_session(url: str, transport: str, issuer: str, memory: Tok
             yield client
 
 
-@pytest.mark.parametrize(
-    "transport",
-    [
-        "streamable-http",
-        pytest.param(
-            "sse",
-            marks=pytest.mark.xfail(
-                raises=OAuthFlowError,
-                strict=True,
-                reason="over SSE the server still names {public-url}/mcp as its resource, which a host connected "
-                "to {public-url}/sse must refuse (RFC 8707 resource match); the resource should follow the transport",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_host_finds_the_provider_from_the_challenge_and_signs_in_on_its_own(
     transport: str, tmp_path: Path, oidc: OpenIdProvider, fake: FakeRespan, api: RunningFakeRespan
 ) -> None:
+    """The SDK's client refuses a resource that is not the URL it connected to (`OAuthFlowError`), so
+    over SSE this passes only if the server names /sse, not /mcp, as its resource."""
     memory = TokenMemory()
-    # No --public-url: the resource is the default, http://127.0.0.1:PORT/mcp, the URL the host uses.
+    # No --public-url: the resource is the default, http://127.0.0.1:PORT/mcp (or /sse), the URL the host uses.
     with replica(tmp_path, "--transport", transport, "--oauth-issuer", oidc.issuer, env=server_env(api.url)) as running:
-        server = SignedIn(running, transport)
+        server = SignedIn(running, transport, public_url=running.url)
         wait_ready(server)
         async with discovering_session(server.url, transport, oidc.issuer, memory) as client:
             written = await client.call_tool("upsert_log_score", WRITE)
     assert not written.is_error, written.content
     assert memory.tokens is not None  # the SDK signed in by itself
+    assert jwt.decode(memory.tokens.access_token, options={"verify_signature": False})["aud"] == server.resource
     assert [w.headers["authorization"] for w in fake.writes()] == [f"Bearer {API_KEY}"]
     assert not any(memory.tokens.access_token in v for r in fake.requests for v in r.headers.values())
 
@@ -379,11 +397,11 @@ async def test_readyz_is_503_until_the_issuers_keys_load_and_healthz_is_200_thro
                 assert waiting.status_code == 503, waiting.text
                 assert "identity provider" in waiting.json()["status"]
                 assert (await http.get(f"{server.url}/healthz")).status_code == 200
-            early = provider.keys[0].sign(
-                {"iss": issuer, "aud": RESOURCE, "sub": CLIENT.client_id, "client_id": CLIENT.client_id,
-                 "scope": SCOPE, "exp": int(time.time()) + 600}
-            )
             for server in servers:  # a token that will be good is still refused while no key is loaded
+                early = provider.keys[0].sign(
+                    {"iss": issuer, "aud": server.resource, "sub": CLIENT.client_id, "client_id": CLIENT.client_id,
+                     "scope": SCOPE, "exp": int(time.time()) + 600}
+                )
                 assert [a.status_code for a in await write_attempt_no_session(server, early)] == [401]
 
             stack.enter_context(provider)
@@ -398,7 +416,7 @@ async def test_readyz_is_503_until_the_issuers_keys_load_and_healthz_is_200_thro
                     await anyio.sleep(0.2)
         assert fake.requests == []
         for server in servers:
-            async with mcp_session(server, provider.token()) as client:
+            async with mcp_session(server, provider.token(resource=server.resource)) as client:
                 written = await client.call_tool("upsert_log_score", WRITE)
             assert not written.is_error, written.content
     assert [w.headers["authorization"] for w in fake.writes()] == [f"Bearer {API_KEY}"] * 2
@@ -421,27 +439,28 @@ async def test_after_key_rotation_the_running_server_accepts_the_new_key_and_dro
         servers = servers_for(stack, tmp_path, provider.issuer, api.url)
         for server in servers:
             wait_ready(server)
-        old = provider.token()
+        old = {server.transport: provider.token(resource=server.resource) for server in servers}
         for server in servers:
-            assert [a.status_code for a in await write_attempt_no_session(server, old)] == [200]
+            assert [a.status_code for a in await write_attempt_no_session(server, old[server.transport])] == [200]
 
         provider.restart([SigningKey.generate("ES256")])  # the same issuer, a new key (of another type)
-        new = provider.token()
+        new = {server.transport: provider.token(resource=server.resource) for server in servers}
         # The server refetches keys for an unknown kid at most once per REFRESH_INTERVAL after its
         # start, so the new token may be refused for a while; poll a request that writes nothing.
         with anyio.fail_after(REFETCH_BOUND):
             pending = list(servers)
             while pending:
                 for server in list(pending):
-                    if await initialize_status(server, new) == 200:
+                    if await initialize_status(server, new[server.transport]) == 200:
                         pending.remove(server)
                 await anyio.sleep(0.5)
         fake.reset()
         for server in servers:
-            async with mcp_session(server, new) as client:
+            async with mcp_session(server, new[server.transport]) as client:
                 written = await client.call_tool("upsert_log_score", WRITE)
             assert not written.is_error, written.content
-            assert await initialize_status(server, old) == 401  # the withdrawn key no longer signs for anyone
+            # the withdrawn key no longer signs for anyone
+            assert await initialize_status(server, old[server.transport]) == 401
     assert [w.headers["authorization"] for w in fake.writes()] == [f"Bearer {API_KEY}"] * 2
 
 
@@ -470,9 +489,13 @@ async def test_the_json_call_line_names_the_caller_and_no_token_shows_anywhere(
     transport: str, tmp_path: Path, oidc: OpenIdProvider, fake: FakeRespan, api: RunningFakeRespan
 ) -> None:
     flags = ("--log-format", "json", "--log-level", "DEBUG")  # the most the server ever says
-    token = oidc.token()
-    refused = [_expired(oidc), oidc.token(scope=OTHER_SCOPE), _forged(oidc)]
     with signed_in(tmp_path, transport, oidc.issuer, api.url, *flags) as server:
+        token = oidc.token(resource=server.resource)
+        refused = [
+            _expired(oidc, server.resource),
+            oidc.token(scope=OTHER_SCOPE, resource=server.resource),
+            _forged(oidc, server.resource),
+        ]
         wait_ready(server)
         async with mcp_session(server, token) as client:
             results = [
