@@ -123,6 +123,11 @@ class Config:
         return f"{self.base_url}/api"
 
     @property
+    def endpoint(self) -> str:
+        """The MCP endpoint's path: /sse on the legacy SSE transport, /mcp on streamable HTTP."""
+        return "/sse" if self.transport == "sse" else "/mcp"
+
+    @property
     def resource_url(self) -> str:
         """This server's MCP endpoint as clients name it: what a token's audience must be by default.
 
@@ -131,8 +136,7 @@ class Config:
         tokens with it (RFC 8707), so any other path makes it refuse to sign in.
         """
         host = f"[{self.host}]" if ":" in self.host else self.host
-        endpoint = "/sse" if self.transport == "sse" else "/mcp"
-        return (self.public_url or f"http://{host}:{self.port}").rstrip("/") + endpoint
+        return (self.public_url or f"http://{host}:{self.port}").rstrip("/") + self.endpoint
 
     @property
     def audience(self) -> str:

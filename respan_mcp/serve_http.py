@@ -51,7 +51,7 @@ def run(config: Config) -> None:
         calllog.notice(config.log_format, _network_notice(host, config))
     verifier = sign_in(config)
     app = sse_app(server, state, config, verifier) if transport == "sse" else streamable_http_app(server, state, config, verifier)
-    gate = _DrainGate(app, state, "/sse" if transport == "sse" else "/mcp", count=transport != "sse")
+    gate = _DrainGate(app, state, config.endpoint, count=transport != "sse")
     uvicorn_config = uvicorn.Config(
         gate,
         host=host,
