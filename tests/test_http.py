@@ -259,6 +259,21 @@ async def test_sigterm_lets_a_slow_call_finish_and_exits_0(
     assert fake.scores[score_id]["numerical_value"] == 1
 
 
+async def test_stateless_get_mcp_is_405_so_no_idle_stream_holds_shutdown(
+    tmp_path: Path, api: RunningFakeRespan
+) -> None:
+    """A stateless server has nothing to stream: GET /mcp answers 405 at once (the spec allows it),
+    so idle streams neither pile up descriptors nor delay the drain."""
+    with replica(tmp_path, "--transport", "streamable-http", env=server_env(api.url)) as server:
+        async with httpx2.AsyncClient(base_url=server.url, timeout=10) as http:
+            answers = [await http.get("/mcp", headers={"Accept": "text/event-stream"}) for _ in range(20)]
+        assert {(a.status_code, a.headers.get("allow")) for a in answers} == {(405, "POST")}
+        async with mcp_client(server.url, "streamable-http") as client:  # the SDK's client takes the 405 in stride
+            assert not (await client.call_tool("upsert_log_score", WRITE)).is_error
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=30) == 0  # a failure bound: nothing is left to wait for
+
+
 # -- logs ----------------------------------------------------------------------------------------
 
 
