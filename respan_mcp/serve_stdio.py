@@ -11,6 +11,11 @@ only then does the SDK see the end of its input and shut down in its own order, 
 answer out. Requests are counted rather than tool calls, so a request read but not yet
 started, and a call that has returned but whose answer is not yet written, are both waited
 for. A second signal stops at once.
+
+While serving, fd 0 points at the null device and fd 1 at stderr, as the SDK's own stdio does,
+so a child process cannot read the host's lines and a stray print never lands on the wire; the
+wire is read and written through private copies, and fd 0 and 1 are handed back as they were.
+Answers to a pipe or socket are written in the event loop (`stdio_fds.PipeWriter`).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from mcp.types import (
 from respan_mcp import calllog
 from respan_mcp.config import SHUTDOWN_GRACE, Config
 from respan_mcp.server import ServerState, build_server
+from respan_mcp.stdio_fds import claimed, open_null, stdout_writer
 from respan_mcp.stdio_lines import Lines, Rejected, TooLarge, check
 
 logger = logging.getLogger(__name__)
@@ -68,14 +74,18 @@ async def serve_stdio(server: Server[Any], *, on_stop: Callable[[], None] | None
 
     `on_stop` is called once, when reading stops and before the answers still owed are waited for.
     """
-    stdio = _Stdio(on_stop)
-    async with anyio.create_task_group() as group:
-        group.start_soon(_stop_on_signal, stdio, group.cancel_scope)
-        # The SDK only iterates `stdin` for lines, so the checked lines stand in for its file.
-        async with stdio_server(stdin=cast("anyio.AsyncFile[str]", stdio.lines())) as (read_stream, write_stream):
-            stdio.connect(write_stream)
-            await server.run(read_stream, stdio, server.create_initialization_options())
-        group.cancel_scope.cancel()
+    with claimed(0, open_null) as stdin, stdout_writer() as stdout:
+        stdio = _Stdio(on_stop, stdin)
+        async with anyio.create_task_group() as group:
+            group.start_soon(_stop_on_signal, stdio, group.cancel_scope)
+            # The SDK only iterates `stdin` for lines and calls `write` and `flush` on `stdout`; when
+            # `stdout` is None it claims fd 1 itself and writes through a worker thread.
+            async with stdio_server(
+                stdin=cast("anyio.AsyncFile[str]", stdio.lines()), stdout=cast("anyio.AsyncFile[str] | None", stdout)
+            ) as (read_stream, write_stream):
+                stdio.connect(write_stream)
+                await server.run(read_stream, stdio, server.create_initialization_options())
+            group.cancel_scope.cancel()
 
 
 class _Sink(Protocol):
@@ -92,8 +102,9 @@ class _Stdio:
     It is the write stream the SDK's server loop is given, so it sees every answer.
     """
 
-    def __init__(self, on_stop: Callable[[], None] | None) -> None:
+    def __init__(self, on_stop: Callable[[], None] | None, stdin: int | None) -> None:
         self._on_stop = on_stop
+        self._stdin_fd = stdin
         self._out: _Sink | None = None
         self._connected = anyio.Event()
         self._unanswered: set[RequestId] = set()
@@ -168,31 +179,26 @@ class _Stdio:
         read, so a signal can end the reading. A regular file or /dev/null cannot be watched by
         the event loop (epoll refuses them) but never blocks, so a worker thread reads it.
         """
-        try:
-            mode = os.fstat(0).st_mode
-        except OSError:
+        fd = self._stdin_fd
+        if fd is None:
             return  # no stdin at all: nothing to read
-        pollable = os.name == "posix" and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(0))
+        mode = os.fstat(fd).st_mode
+        pollable = os.name == "posix" and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd))
         read: Callable[[], Awaitable[bytes]] = (
-            _read_when_ready if pollable else partial(anyio.to_thread.run_sync, os.read, 0, _CHUNK)
+            partial(_read_when_ready, fd) if pollable else partial(anyio.to_thread.run_sync, os.read, fd, _CHUNK)
         )
         if pollable:
-            blocking = os.get_blocking(0)
-            os.set_blocking(0, False)
-        try:
-            while not self._stopped:
-                with anyio.CancelScope() as self._read_scope:
-                    try:
-                        chunk = await read()
-                    except (OSError, anyio.ClosedResourceError):
-                        logger.info("stdin could not be read; ending as at its end", exc_info=True)
-                        chunk = b""
-                if self._read_scope.cancel_called or not chunk:
-                    return
-                yield chunk
-        finally:
-            if pollable:
-                os.set_blocking(0, blocking)  # stdin may be the terminal a shell reads next
+            os.set_blocking(fd, False)  # `claimed` restores it
+        while not self._stopped:
+            with anyio.CancelScope() as self._read_scope:
+                try:
+                    chunk = await read()
+                except (OSError, anyio.ClosedResourceError):
+                    logger.info("stdin could not be read; ending as at its end", exc_info=True)
+                    chunk = b""
+            if self._read_scope.cancel_called or not chunk:
+                return
+            yield chunk
 
     # The SDK's WriteStream protocol.
     async def send(self, item: SessionMessage, /) -> None:
@@ -215,12 +221,12 @@ class _Stdio:
         await self.aclose()
 
 
-async def _read_when_ready() -> bytes:
+async def _read_when_ready(fd: int) -> bytes:
     while True:
         try:
-            return os.read(0, _CHUNK)
+            return os.read(fd, _CHUNK)
         except BlockingIOError:
-            await anyio.wait_readable(0)
+            await anyio.wait_readable(fd)
 
 
 async def _stop_on_signal(stdio: _Stdio, scope: anyio.CancelScope) -> None:

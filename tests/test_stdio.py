@@ -11,15 +11,20 @@ bound (the SDK alone waits `SHUTDOWN_GRACE` for requests it never answers).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
+import textwrap
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
+from respan_mcp.stdio_fds import PipeWriter
 from respan_mcp.stdio_lines import MAX_DEPTH, MAX_LINE_BYTES, Lines, Rejected, TooLarge, check
 from tests.conftest import LOG_ID, console_script, server_env
 from tests.fake_api import FakeRespan, RunningFakeRespan
@@ -54,13 +59,19 @@ def nested(depth: int, kind: str = "array") -> str:
     return "[" * depth + "]" * depth if kind == "array" else '{"a":' * depth + "1" + "}" * depth
 
 
-def run(stdin: bytes | Path, api: RunningFakeRespan) -> list[dict[str, Any]]:
-    """Everything the server wrote to stdout for `stdin`, once it has exited 0 by itself."""
+def run(stdin: bytes | Path, api: RunningFakeRespan, *, stdout: Path | None = None) -> list[dict[str, Any]]:
+    """Everything the server wrote to stdout (a pipe, or the file `stdout`) for `stdin`, once it has exited 0."""
+    return serve([console_script()], server_env(api.url), stdin, stdout)[0]
+
+
+def serve(
+    command: list[str], env: dict[str, str], stdin: bytes | Path, stdout: Path | None = None
+) -> tuple[list[dict[str, Any]], str]:
+    """The answers `command` wrote for `stdin`, and its stderr, once it has exited 0 by itself."""
     with ExitStack() as stack:
         source = stack.enter_context(stdin.open("rb")) if isinstance(stdin, Path) else subprocess.PIPE
-        process = subprocess.Popen(
-            [console_script()], env=server_env(api.url), stdin=source, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
+        sink = stack.enter_context(stdout.open("wb")) if stdout is not None else subprocess.PIPE
+        process = subprocess.Popen(command, env=env, stdin=source, stdout=sink, stderr=subprocess.PIPE)
         try:
             out, err = process.communicate(None if isinstance(stdin, Path) else stdin, timeout=EXIT_BOUND)
         except subprocess.TimeoutExpired:
@@ -70,10 +81,12 @@ def run(stdin: bytes | Path, api: RunningFakeRespan) -> list[dict[str, Any]]:
     said = err.decode()
     assert process.returncode == 0, said[-2000:]
     assert "Traceback" not in said, said[-2000:]
+    if stdout is not None:
+        out = stdout.read_bytes()
     answers = [json.loads(text) for text in out.splitlines()]  # only JSON lines on stdout
     for answer in answers:
         assert answer["jsonrpc"] == "2.0" and "id" in answer and ("result" in answer) != ("error" in answer), answer
-    return answers
+    return answers, said
 
 
 def by_id(answers: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
@@ -211,6 +224,96 @@ def test_a_session_replayed_from_a_file_is_answered_then_exits_0(
     assert [(write.path, write.body) for write in fake.writes()] == [
         (f"/api/logs/{LOG_ID}/scores/", {"evaluator_slug": "q", "numerical_value": 4})
     ]
+
+
+def test_answers_reach_stdout_when_it_is_a_regular_file(tmp_path: Path, api: RunningFakeRespan, fake: FakeRespan) -> None:
+    # `respan-mcp < session.jsonl > answers.jsonl`: no pipe to wait on, so the answers take the file path.
+    answers = tmp_path / "answers.jsonl"
+    found = by_id(run(OPENING + LIST_TOOLS + call(3, evaluator_slug="q", numerical_value=4), api, stdout=answers))
+
+    assert set(found) == {1, 99, 3}
+    assert {tool["name"] for tool in found[99]["result"]["tools"]} >= {"upsert_log_score"}
+    assert not found[3]["result"].get("isError"), found[3]
+    assert [write.body for write in fake.writes()] == [{"evaluator_slug": "q", "numerical_value": 4}]
+
+
+# The public low-level Server, served by serve_stdio; its tool prints, and starts a child that reports
+# whether its stdin is the null device and prints too.
+STRAY_SERVER = textwrap.dedent("""
+    import os, subprocess, sys
+    import anyio
+    from mcp.server.lowlevel import Server
+    from mcp.types import CallToolResult, TextContent
+    from respan_mcp.serve_stdio import serve_stdio
+
+    CHILD = "import os; print('child stdin is the null device:', os.path.samestat(os.fstat(0), os.stat(os.devnull)))"
+
+    async def call_tool(ctx, params):
+        print("a stray print", flush=True)
+        subprocess.run([sys.executable, "-c", CHILD], check=True)
+        return CallToolResult(content=[TextContent(type="text", text="done")])
+
+    anyio.run(serve_stdio, Server("stray", on_call_tool=call_tool))
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stdout", ["pipe", "file"])
+def test_stray_prints_and_children_never_touch_the_wire(stdout: str, tmp_path: Path) -> None:
+    calls = request(2, "tools/call", {"name": "any", "arguments": {}}) + request(3, "tools/call", {"name": "any", "arguments": {}})
+    answers, said = serve(
+        [sys.executable, "-c", STRAY_SERVER], {"PATH": ""}, OPENING + calls, tmp_path / "out" if stdout == "file" else None
+    )
+
+    assert [answer["result"]["content"][0]["text"] for answer in answers if answer["id"] in (2, 3)] == ["done", "done"]
+    assert said.count("a stray print") == 2, said  # on stderr, and (checked by `serve`) not on stdout
+    assert said.count("child stdin is the null device: True") == 2, said  # a child cannot read the host's lines
+
+
+def test_stdin_and_stdout_are_handed_back_blocking(api: RunningFakeRespan) -> None:
+    # The host shares these pipe ends with the server; the event loop makes them non-blocking while it serves.
+    stdin_read, stdin_write = os.pipe()
+    stdout_read, stdout_write = os.pipe()
+    try:
+        process = subprocess.Popen([console_script()], env=server_env(api.url), stdin=stdin_read, stdout=stdout_write,
+                                   stderr=subprocess.DEVNULL)
+        os.write(stdin_write, OPENING + LIST_TOOLS)
+        os.close(stdin_write)
+        stdin_write = -1
+        with os.fdopen(stdout_read, "rb", closefd=False) as out:
+            assert json.loads(out.readline())["id"] == 1
+            assert json.loads(out.readline())["id"] == 99
+        assert process.wait(timeout=EXIT_BOUND) == 0
+        assert os.get_blocking(stdin_read) and os.get_blocking(stdout_write)
+    finally:
+        for fd in (stdin_read, stdin_write, stdout_read, stdout_write):
+            if fd >= 0:
+                os.close(fd)
+
+
+@pytest.mark.anyio
+async def test_a_write_to_a_full_pipe_waits_for_the_reader_and_loses_nothing() -> None:
+    read_end, write_end = os.pipe()
+    text = "x" * 2**20 + "\n"  # far past what a pipe holds (64 KiB on Linux)
+    done = anyio.Event()
+    try:
+        async with anyio.create_task_group() as group:
+            async def write() -> None:
+                await PipeWriter(write_end).write(text)
+                done.set()
+
+            group.start_soon(write)
+            for _ in range(10):
+                await anyio.sleep(0)
+            assert not done.is_set()  # nobody has read: the rest waits, nothing is dropped
+            received = bytearray()
+            while len(received) < len(text):
+                await anyio.wait_readable(read_end)
+                received += os.read(read_end, 2**16)
+        assert done.is_set() and received == text.encode()
+    finally:
+        os.close(read_end)
+        os.close(write_end)
 
 
 @pytest.mark.anyio
