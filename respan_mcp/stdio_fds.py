@@ -37,14 +37,19 @@ class PipeWriter:
     def __init__(self, fd: int) -> None:
         os.set_blocking(fd, False)
         self._fd = fd
+        self._gone = False  # the host closed its end of stdout: nothing written can reach it
 
     async def write(self, text: str) -> None:
         data = memoryview(text.encode())
-        while data:
+        while data and not self._gone:
             try:
                 data = data[os.write(self._fd, data) :]
             except BlockingIOError:
                 await anyio.wait_writable(self._fd)
+            except BrokenPipeError:
+                # No one reads the answers any more; the server ends when stdin does, quietly.
+                logger.info("the host closed stdout; answers are dropped until stdin ends")
+                self._gone = True
 
     async def flush(self) -> None:
         pass  # `write` has already handed everything to the kernel

@@ -292,6 +292,15 @@ def test_stdin_and_stdout_are_handed_back_blocking(api: RunningFakeRespan) -> No
 
 
 @pytest.mark.anyio
+def test_a_host_that_closes_stdout_first_ends_the_server_quietly_at_eof(api: RunningFakeRespan) -> None:
+    process = subprocess.Popen(
+        [console_script()], env=server_env(api.url), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    process.stdout.close()  # type: ignore[union-attr]  # the host stops reading answers
+    _, stderr = process.communicate(OPENING + call(2, evaluator_slug="q", numerical_value=4), timeout=60)
+    assert process.returncode == 0 and b"Traceback" not in stderr, stderr.decode()
+
+
 async def test_a_write_to_a_full_pipe_waits_for_the_reader_and_loses_nothing() -> None:
     read_end, write_end = os.pipe()
     text = "x" * 2**20 + "\n"  # far past what a pipe holds (64 KiB on Linux)
