@@ -622,7 +622,7 @@ def test_panel_shows_a_tool_error_as_its_text(browser: Chromium, site: Site, liv
 @needs_chromium
 @pytest.mark.slow
 def test_screenshot_light_and_dark(browser: Chromium, site: Site, live_api: RunningFakeRespan, tmp_path: Path) -> None:
-    """Both themes side by side; `RESPAN_UPDATE_SCREENSHOT=1` writes it to docs/ for the README."""
+    """Both themes side by side; `UPDATE_SCREENSHOT=1` writes it to docs/ for the README."""
     write_scores(live_api)
     (listed,) = anyio.run(live_calls, live_api, [("list_log_scores", {"log_id": LOG_ID})])
     result = with_evaluator_facts(listed, live_api.fake)
@@ -632,7 +632,7 @@ def test_screenshot_light_and_dark(browser: Chromium, site: Site, live_api: Runn
     try:
         png = page.screenshot(tmp_path / "panel.png")
         assert png.startswith(b"\x89PNG") and len(png) > 20_000
-        if os.environ.get("RESPAN_UPDATE_SCREENSHOT") == "1":
+        if os.environ.get("UPDATE_SCREENSHOT") == "1":
             SCREENSHOT.parent.mkdir(exist_ok=True)
             SCREENSHOT.write_bytes(png)
     finally:

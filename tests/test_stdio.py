@@ -301,6 +301,7 @@ def test_a_host_that_closes_stdout_first_ends_the_server_quietly_at_eof(api: Run
     assert process.returncode == 0 and b"Traceback" not in stderr, stderr.decode()
 
 
+@pytest.mark.anyio
 async def test_a_write_to_a_full_pipe_waits_for_the_reader_and_loses_nothing() -> None:
     read_end, write_end = os.pipe()
     text = "x" * 2**20 + "\n"  # far past what a pipe holds (64 KiB on Linux)

@@ -1,7 +1,7 @@
 """The wire form of every tool, held against a committed snapshot, and accepted by every host's schema model.
 
 A schema change is then a reviewed diff of tests/snapshots/tools.json rather than a surprise to
-hosts. To accept a deliberate change: `RESPAN_UPDATE_SNAPSHOT=1 python -m pytest tests/test_tools_snapshot.py`.
+hosts. To accept a deliberate change: `UPDATE_SNAPSHOT=1 python -m pytest tests/test_tools_snapshot.py`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ async def live_tools() -> list[dict[str, Any]]:
 
 async def test_tools_list_matches_the_committed_snapshot() -> None:
     live = await live_tools()
-    if os.environ.get("RESPAN_UPDATE_SNAPSHOT") == "1":
+    if os.environ.get("UPDATE_SNAPSHOT") == "1":
         SNAPSHOT.write_text(json.dumps(live, indent=2, sort_keys=True) + "\n")
     committed = json.loads(SNAPSHOT.read_text())
     assert [t["name"] for t in live] == [t["name"] for t in committed]
