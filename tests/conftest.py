@@ -53,10 +53,17 @@ def fake() -> FakeRespan:
     return fake
 
 
-@pytest.fixture
-def api(fake: FakeRespan) -> Iterator[RunningFakeRespan]:
-    with RunningFakeRespan(fake) as running:
+@pytest.fixture(scope="session")
+def running_api() -> Iterator[RunningFakeRespan]:
+    """One loopback stand-in for the whole session; each test's `api` points it at a fresh `fake`."""
+    with RunningFakeRespan(FakeRespan(api_keys=(API_KEY,))) as running:
         yield running
+
+
+@pytest.fixture
+def api(fake: FakeRespan, running_api: RunningFakeRespan) -> RunningFakeRespan:
+    running_api.fake = fake
+    return running_api
 
 
 @contextmanager

@@ -202,6 +202,7 @@ async def test_fault_reaches_the_agent_as_a_tool_error(fault: Fault, api: Runnin
         await check_row(client, fake, fault)
 
 
+@pytest.mark.slow  # starts the console script
 async def test_every_fault_over_one_stdio_session(api: RunningFakeRespan, fake: FakeRespan) -> None:
     """The whole matrix in one stdio session, set up by environment variables: it stays up throughout."""
     env = server_env(api.url, RESPAN_TIMEOUT=f"{TIMEOUT:g}", RESPAN_MAX_RETRIES=str(RETRIES))
@@ -219,7 +220,7 @@ async def test_a_real_wrong_key_makes_exactly_one_request(fake: FakeRespan) -> N
     assert "rejected the API key" in result.content[0].text and "RESPAN_API_KEY" in result.content[0].text
 
 
-@pytest.mark.parametrize("how", ["in-memory", "stdio"])
+@pytest.mark.parametrize("how", ["in-memory", pytest.param("stdio", marks=pytest.mark.slow)])
 async def test_connection_refused_names_the_host(how: str, api: RunningFakeRespan) -> None:
     nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     if how == "in-memory":
@@ -236,6 +237,7 @@ async def test_connection_refused_names_the_host(how: str, api: RunningFakeRespa
     assert again.is_error and nowhere in again.content[0].text  # still answering
 
 
+@pytest.mark.slow  # starts the console script
 async def test_max_retries_flag_wins_over_the_environment(api: RunningFakeRespan, fake: FakeRespan) -> None:
     fake.fail_next(503, {"detail": "down"}, times=5, method="POST")
     env = server_env(api.url, RESPAN_MAX_RETRIES="4")
@@ -246,6 +248,7 @@ async def test_max_retries_flag_wins_over_the_environment(api: RunningFakeRespan
     assert len(fake.writes()) == 2  # the first try and one retry
 
 
+@pytest.mark.slow  # starts the console script
 async def test_timeout_flag_bounds_each_request(api: RunningFakeRespan, fake: FakeRespan) -> None:
     fake.fail_next(201, {"id": "late"}, delay=1.5, times=4, method="POST")
     env = server_env(api.url, RESPAN_TIMEOUT="30")

@@ -102,6 +102,7 @@ def test_vscode_prompts_for_the_key_as_a_password() -> None:
 
 
 @pytest.mark.parametrize("name", STARTABLE)
+@pytest.mark.slow  # starts the console script
 async def test_stdio_block_starts_the_server(name: str, tmp_path: Path) -> None:
     started = launch(respan_entry(name))
     assert started is not None

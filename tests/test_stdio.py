@@ -108,6 +108,7 @@ def null_id_answers(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [answer for answer in answers if answer["id"] is None]
 
 
+@pytest.mark.slow  # starts the console script
 def test_too_deep_lines_get_a_parse_error_and_later_requests_are_answered(api: RunningFakeRespan, fake: FakeRespan) -> None:
     deep_value = '{"name":"upsert_log_score","arguments":{"log_id":"log-1","evaluator_slug":"q","json_value":%s}}'
     lines = [
@@ -151,6 +152,7 @@ def test_a_line_over_the_size_limit_gets_a_parse_error_and_one_at_the_limit_is_s
     assert found[99]["result"]["tools"]
 
 
+@pytest.mark.slow  # starts the console script
 def test_blank_lines_are_skipped_and_lines_not_utf8_or_not_json_get_a_parse_error(
     api: RunningFakeRespan, fake: FakeRespan
 ) -> None:
@@ -176,6 +178,7 @@ def test_blank_lines_are_skipped_and_lines_not_utf8_or_not_json_get_a_parse_erro
     assert len(answers) == 6  # initialize, 4 parse errors, tools/list: nothing for the blank lines
 
 
+@pytest.mark.slow  # starts the console script
 def test_requests_the_sdk_would_drop_get_an_invalid_request_answer_and_eof_exits(api: RunningFakeRespan) -> None:
     lines = [
         line({"id": 50, "method": "tools/list"}),
@@ -205,11 +208,13 @@ def test_requests_the_sdk_would_drop_get_an_invalid_request_answer_and_eof_exits
     assert 56 not in found
 
 
+@pytest.mark.slow  # starts the console script
 def test_stdin_from_dev_null_exits_0_without_a_word(api: RunningFakeRespan) -> None:
     assert run(Path("/dev/null"), api) == []
 
 
 @pytest.mark.parametrize("last_newline", [True, False], ids=["newline-ended", "no-final-newline"])
+@pytest.mark.slow  # starts the console script
 def test_a_session_replayed_from_a_file_is_answered_then_exits_0(
     last_newline: bool, tmp_path: Path, api: RunningFakeRespan, fake: FakeRespan
 ) -> None:
@@ -226,6 +231,7 @@ def test_a_session_replayed_from_a_file_is_answered_then_exits_0(
     ]
 
 
+@pytest.mark.slow  # starts the console script
 def test_answers_reach_stdout_when_it_is_a_regular_file(tmp_path: Path, api: RunningFakeRespan, fake: FakeRespan) -> None:
     # `respan-mcp < session.jsonl > answers.jsonl`: no pipe to wait on, so the answers take the file path.
     answers = tmp_path / "answers.jsonl"
@@ -270,6 +276,7 @@ def test_stray_prints_and_children_never_touch_the_wire(stdout: str, tmp_path: P
     assert said.count("child stdin is the null device: True") == 2, said  # a child cannot read the host's lines
 
 
+@pytest.mark.slow  # starts the console script
 def test_stdin_and_stdout_are_handed_back_blocking(api: RunningFakeRespan) -> None:
     # The host shares these pipe ends with the server; the event loop makes them non-blocking while it serves.
     stdin_read, stdin_write = os.pipe()
@@ -292,6 +299,7 @@ def test_stdin_and_stdout_are_handed_back_blocking(api: RunningFakeRespan) -> No
 
 
 @pytest.mark.anyio
+@pytest.mark.slow  # starts the console script
 def test_a_host_that_closes_stdout_first_ends_the_server_quietly_at_eof(api: RunningFakeRespan) -> None:
     process = subprocess.Popen(
         [console_script()], env=server_env(api.url), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -327,6 +335,7 @@ async def test_a_write_to_a_full_pipe_waits_for_the_reader_and_loses_nothing() -
 
 
 @pytest.mark.anyio
+@pytest.mark.slow  # starts the console script
 async def test_a_client_sees_a_too_deep_call_fail_and_its_next_call_succeed(api: RunningFakeRespan, fake: FakeRespan) -> None:
     deep = json.loads(nested(MAX_DEPTH + 20, "object"))
     async with Client(StdioServerParameters(command=console_script(), args=[], env=server_env(api.url))) as client:
