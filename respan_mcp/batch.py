@@ -24,14 +24,16 @@ import anyio
 from pydantic import ValidationError
 
 from respan_mcp.client import RespanClient
-from respan_mcp.config import BATCH_DEADLINE_MAX
+from respan_mcp.config import BATCH_DEADLINE_MAX, SHUTDOWN_GRACE
 from respan_mcp.errors import AuthenticationError, MissingAPIKeyError, RateLimitError, RespanError, redact
 from respan_mcp.models import LogScoreWrite, ScoreValueError
 from respan_mcp.results import BatchResult, BatchStatus, DryRun, ItemResult, NotAScoreError, Score
 from respan_mcp.schema import describe_invalid
 
 MARGIN = 0.25  # seconds kept back from the deadline (or the shutdown grace) to assemble the answer
-GRACE = 5.0  # seconds a shutdown leaves writes in flight to finish, unless the caller says otherwise
+# Seconds a shutdown leaves a running batch to report: half the server's grace, so that the rest is
+# left for its answer to be written out before the process exits.
+GRACE = SHUTDOWN_GRACE / 2
 
 
 

@@ -128,6 +128,10 @@ def build_server(
     plain = types.ListToolsResult(tools=[tool.listing for tool in TOOLS])
     with_panel = types.ListToolsResult(tools=[panel_listing(tool) for tool in TOOLS])
 
+    def caller_key(ctx: ServerRequestContext[ServerState]) -> str | None:
+        """The key a request is served with (keys.KeyPolicy); a signed-in caller's is the server's."""
+        return state.keys.caller_key(request_headers(ctx), signed_in=get_access_token() is not None)
+
     async def list_tools(
         ctx: ServerRequestContext[ServerState], _params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
@@ -213,7 +217,7 @@ def build_server(
         described = Described(found=[], unknown=[], unreachable=False)
         if slugs := prompts.named_slugs(evaluators):
             try:
-                key = state.keys.caller_key(request_headers(ctx), signed_in=get_access_token() is not None)
+                key = caller_key(ctx)
             except KeyRefused:  # no lookup on behalf of a caller who may not use the server's key
                 described = Described(found=[], unknown=[], unreachable=True)
             else:
@@ -233,7 +237,7 @@ def build_server(
         if not (isinstance(ref, types.PromptReference) and ref.name == SELF_GRADE.name and argument.name == "evaluators"):
             return nothing
         try:
-            key = state.keys.caller_key(request_headers(ctx), signed_in=get_access_token() is not None)
+            key = caller_key(ctx)
         except KeyRefused:  # this caller may not use the server's key: no lookup on its behalf
             return nothing
         if not (key or config.api_key):

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from respan_mcp.batch import check_batch, write_batch
 from respan_mcp.client import RespanClient, log_scores_path, score_path
-from respan_mcp.config import BATCH_DEADLINE_MAX, SHUTDOWN_GRACE, Config
+from respan_mcp.config import BATCH_DEADLINE_MAX, Config
 from respan_mcp.errors import RespanError
 from respan_mcp.evaluator import Evaluator
 from respan_mcp.evaluator_cache import EvaluatorCache
@@ -49,10 +49,6 @@ from respan_mcp.results import (
 from respan_mcp.schema import flat_schema, structured_fields
 
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
-
-# A batch running when the server starts to stop reports within this, leaving the rest of the
-# shutdown grace for its answer to be written out before the process exits.
-BATCH_SHUTDOWN_GRACE = SHUTDOWN_GRACE / 2
 
 WRITE = types.ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 READ = types.ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
@@ -87,10 +83,6 @@ class Call:
         if evaluator is not None:
             evaluator.check(write)
         return body, evaluator
-
-    async def checked_body(self, write: LogScoreWrite | ScoreUpdate) -> dict[str, Any]:
-        body, _ = await self.checked(write)
-        return body
 
     async def evaluator_of(self, score: Score) -> Evaluator | None:
         """A written score's evaluator from the cache, or None: a lookup after a write never fails the write."""
@@ -191,7 +183,6 @@ async def upsert_log_scores(call: Call, batch: BatchWrite) -> BatchResult:
         max_in_flight=call.config.max_concurrency,
         progress=call.progress,
         shutting_down=call.shutting_down,
-        grace=BATCH_SHUTDOWN_GRACE,
     )
     for item in result.results:
         if item.score is not None:
