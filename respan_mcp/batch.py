@@ -18,17 +18,19 @@ import json
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from pydantic import ValidationError
 
-from respan_mcp.client import RespanClient
+from respan_mcp.arguments import LogScoreWrite
+from respan_mcp.client import Request
 from respan_mcp.config import BATCH_DEADLINE_MAX, SHUTDOWN_GRACE
-from respan_mcp.errors import AuthenticationError, MissingAPIKeyError, RateLimitError, RespanError, redact
-from respan_mcp.models import LogScoreWrite, ScoreValueError
-from respan_mcp.results import BatchResult, BatchStatus, DryRun, ItemResult, NotAScoreError, Score
+from respan_mcp.errors import RateLimitError, RespanError, redact, refuses_key
+from respan_mcp.results import BatchResult, BatchStatus, DryRun, ItemResult, Score
+from respan_mcp.retry import Clock
 from respan_mcp.schema import describe_invalid
+from respan_mcp.tools import Call
 
 MARGIN = 0.25  # seconds kept back from the deadline (or the shutdown grace) to assemble the answer
 # Seconds a shutdown leaves a running batch to report: half the server's grace, so that the rest is
@@ -36,8 +38,20 @@ MARGIN = 0.25  # seconds kept back from the deadline (or the shutdown grace) to 
 GRACE = SHUTDOWN_GRACE / 2
 
 
+class Prepared(Protocol):
+    """A write checked and ready to send (`writes.PreparedWrite`)."""
 
-Item = tuple[int, LogScoreWrite, dict[str, Any]]
+    @property
+    def request(self) -> Request: ...
+
+    def result(self, answer: Any) -> Score: ...
+
+
+Item = tuple[int, Prepared]
+
+
+class _OutOfTime(Exception):
+    """A wait would pass the deadline, or the server is shutting down: the item is deferred."""
 
 
 def parse_item(raw: Any) -> LogScoreWrite:
@@ -46,50 +60,44 @@ def parse_item(raw: Any) -> LogScoreWrite:
 
 
 async def write_batch(
-    client: RespanClient,
-    raw_items: list[Any],
+    call: Call,
+    raw_items: Sequence[Any],
     *,
-    check: Callable[[LogScoreWrite], Awaitable[dict[str, Any]]],
-    api_key: str | None,
+    prepare: Callable[[LogScoreWrite], Awaitable[Prepared]],
     deadline: float,
-    max_in_flight: int,
-    progress: Callable[[int, int], Awaitable[None]] | None = None,
-    shutting_down: anyio.Event | None = None,
     grace: float = GRACE,
 ) -> BatchResult:
-    """Validate every item, write the valid ones concurrently, and return by `deadline` seconds.
+    """Check every item, write the valid ones concurrently, and return by `deadline` seconds.
 
     At least one valid item is always sent, however small the deadline, so calling again
-    always makes progress. When `shutting_down` is set, no new write starts and the call
+    always makes progress. When the server is shutting down, no new write starts and the call
     returns within `grace` seconds (less a margin) with what was not written deferred.
     """
-    run = _Batch(client, raw_items, check, api_key, deadline, max_in_flight, progress, shutting_down, grace)
-    return await run.run()
+    return await _Batch(call, raw_items, prepare, deadline, grace).run()
 
 
 class _Batch:
-    """One call's state: what is queued, in flight and decided, and the two watches that end it."""
+    """One call's state: what is queued, in flight and decided, and the two watches that end it.
+
+    It is also the retry policy of its writes (`retry.Retrying`): each item goes through the
+    client's one loop, with waits that every worker shares (a 429 slows the whole batch) and
+    that end at the deadline or at shutdown, when the item is deferred.
+    """
 
     def __init__(
         self,
-        client: RespanClient,
-        raw_items: list[Any],
-        check: Callable[[LogScoreWrite], Awaitable[dict[str, Any]]],
-        api_key: str | None,
+        call: Call,
+        raw_items: Sequence[Any],
+        prepare: Callable[[LogScoreWrite], Awaitable[Prepared]],
         deadline: float,
-        max_in_flight: int,
-        progress: Callable[[int, int], Awaitable[None]] | None,
-        shutting_down: anyio.Event | None,
         grace: float,
     ) -> None:
-        self.client, self.raw_items, self.check, self.api_key = client, raw_items, check, api_key
-        self.max_in_flight, self.progress, self.shutting_down, self.grace = max_in_flight, progress, shutting_down, grace
-        self.clock, self.policy = client.clock, client.retry
-        self.secrets = (api_key, client.config.api_key)
+        self.call, self.raw_items, self.prepare, self.grace = call, raw_items, prepare, grace
+        self.clock: Clock = call.client.clock
+        self.policy = call.client.retry
         self.end = self.clock.now() + min(deadline, BATCH_DEADLINE_MAX) - MARGIN
         self.results: list[ItemResult | None] = [None] * len(raw_items)
         self.queue: deque[Item] = deque()
-        self.attempts = [0] * len(raw_items)  # per item: 5xx, connection errors, timeouts (not 429s)
         self.in_flight: set[int] = set()
         self.pause_until = self.clock.now()  # one pause for every worker: a 429 slows the whole batch
         self.rate_limited = 0  # 429s in a row, for the backoff when Respan names no wait
@@ -107,19 +115,19 @@ class _Batch:
     @property
     def stopping(self) -> bool:
         """The server is shutting down: read from the event itself, so it holds before any watch has run."""
-        return self.shutting_down is not None and self.shutting_down.is_set()
+        return self.call.shutting_down is not None and self.call.shutting_down.is_set()
 
     async def run(self) -> BatchResult:
         async with anyio.create_task_group() as watches:
             watches.start_soon(self._watch_deadline)
-            if self.shutting_down is not None:
-                watches.start_soon(self._watch_shutdown, self.shutting_down)
+            if self.call.shutting_down is not None:
+                watches.start_soon(self._watch_shutdown, self.call.shutting_down)
             with self.validating:
                 await self._validate()
             if self.queue and self.stop is None and not self.stopping:
                 with self.writing:
                     async with anyio.create_task_group() as workers:
-                        for _ in range(min(self.max_in_flight, len(self.queue))):
+                        for _ in range(min(max(1, self.call.config.max_concurrency), len(self.queue))):
                             workers.start_soon(self._worker)
             watches.cancel_scope.cancel()
         return self._report()
@@ -144,17 +152,16 @@ class _Batch:
             if self.stopping or (self.late and self.queue):
                 return  # what is left unchecked is deferred
             try:
-                item = parse_item(raw)
-                self.queue.append((index, item, await self.check(item)))
+                self.queue.append((index, await self.prepare(parse_item(raw))))
             except ValidationError as exc:
                 self._decide(index, "invalid", describe_invalid(exc, LogScoreWrite))
-            except (ScoreValueError, ValueError) as exc:
+            except ValueError as exc:  # ScoreValueError included: the item breaks a rule, and says which
                 self._decide(index, "invalid", str(exc))
-            except (AuthenticationError, MissingAPIKeyError) as exc:
-                self.stop = exc
-                return
-            except RespanError as exc:  # the check could not be made for this item alone
-                self._decide(index, "failed", str(exc))
+            except RespanError as exc:
+                if refuses_key(exc):
+                    self.stop = exc
+                    return
+                self._decide(index, "failed", str(exc))  # the check could not be made for this item alone
 
     async def _worker(self) -> None:
         while self.queue and self.stop is None and not self.stopping:
@@ -166,10 +173,14 @@ class _Batch:
                     return  # the wait would pass the deadline: the rest is deferred
                 await self._pause(wait)
                 continue
-            index, item, body = self.queue.popleft()
+            index, prepared = self.queue.popleft()
             self.in_flight.add(index)
             try:
-                await self._write(index, item, body)
+                await self._write(index, prepared)
+            except _OutOfTime:
+                self.queue.appendleft((index, prepared))  # deferred, as its turn had not come
+                self.in_flight.discard(index)
+                return
             finally:
                 self.tried.set()
             self.in_flight.discard(index)  # not when cut off: the report says its request was cut
@@ -182,44 +193,56 @@ class _Batch:
             finally:
                 self.pauses.discard(scope)
 
-    async def _write(self, index: int, item: LogScoreWrite, body: dict[str, Any]) -> None:
+    async def _write(self, index: int, prepared: Prepared) -> None:
         try:
-            answer = await self.client.upsert_log_score(item.log_id, body, api_key=self.api_key, max_retries=0)
-        except RateLimitError as exc:
-            self.rate_limited += 1
-            self._slow_down(exc.retry_after if exc.retry_after is not None else self.policy.backoff(self.rate_limited))
-            self.queue.appendleft((index, item, body))
-        except (AuthenticationError, MissingAPIKeyError) as exc:
-            self.stop = exc
-            self._decide(index, "failed", str(exc))
+            answer = await self.call.client.send(self.call.caller, prepared.request, self)
         except RespanError as exc:
-            self.attempts[index] += 1
-            wait = self.policy.delay(self.attempts[index], exc.retry_after) if exc.retryable else None
-            if wait is None:  # 400, 404, 422, or out of tries: this item only
-                self._decide(index, "failed", str(exc))
-            else:
-                self._slow_down(wait)
-                self.queue.append((index, item, body))
-        else:
-            self.rate_limited = 0
-            await self._written(index, answer)
-
-    async def _written(self, index: int, answer: Any) -> None:
+            if refuses_key(exc):
+                self.stop = exc
+            self._decide(index, "failed", str(exc))  # tried as the policy allows: this item fails
+            return
+        self.rate_limited = 0
         try:
-            score = Score.from_answer(answer, wrote=True)
-        except NotAScoreError as exc:  # written, but the answer cannot be shown: this item alone
+            score = prepared.result(answer)
+        except RespanError as exc:  # written, but the answer cannot be shown: this item alone
             self._decide(index, "failed", str(exc))
             return
         self.results[index] = ItemResult(index=index, status="written", score=score, error=None)
         self.written += 1
-        if self.progress is not None:
-            await self.progress(self.written, len(self.raw_items))
+        if self.call.progress is not None:
+            await self.call.progress(self.written, len(self.raw_items))
+
+    # -- the retry policy of the batch's writes (retry.Retrying) ------------------------------------
+
+    def delay(self, error: RespanError, attempt: int) -> float | None:
+        """A 429 pauses every worker for as long as Respan asks (however many in a row); any other failure is
+        tried again by the client's policy, the wait shared too."""
+        if isinstance(error, RateLimitError):
+            self.rate_limited += 1
+            asked = error.retry_after
+            self._slow_down(asked if asked is not None else self.policy.backoff(self.rate_limited))
+        else:
+            wait = self.policy.delay(error, attempt)
+            if wait is None:
+                return None
+            self._slow_down(wait)
+        return max(0.0, self.pause_until - self.clock.now())
+
+    def fits(self, spent: float, wait: float, attempt_timeout: float) -> bool:
+        return True  # the batch's bound is its deadline, which `wait` and the watches keep
+
+    async def wait(self, clock: Clock, seconds: float) -> None:
+        if self.stopping or clock.now() + seconds >= self.end:
+            raise _OutOfTime
+        await self._pause(seconds)
+        if self.stopping:
+            raise _OutOfTime
 
     def _slow_down(self, seconds: float) -> None:
         self.pause_until = max(self.pause_until, self.clock.now() + seconds)
 
     def _decide(self, index: int, status: BatchStatus, error: str) -> None:
-        self.results[index] = ItemResult(index=index, status=status, score=None, error=redact(error, self.secrets))
+        self.results[index] = ItemResult(index=index, status=status, score=None, error=redact(error, self.call.caller.secrets))
 
     def _report(self) -> BatchResult:
         for index, result in enumerate(self.results):
@@ -308,9 +331,12 @@ async def check_batch(
                 planned = await plan(item)
         except ValidationError as exc:
             results[index] = ItemResult(index=index, status="invalid", error=describe_invalid(exc, LogScoreWrite))
-        except (AuthenticationError, MissingAPIKeyError) as exc:
-            refused.append(exc)
-        except (ScoreValueError, ValueError, RespanError) as exc:
+        except RespanError as exc:
+            if refuses_key(exc):
+                refused.append(exc)
+            else:
+                results[index] = ItemResult(index=index, status="invalid", error=str(exc))
+        except ValueError as exc:
             results[index] = ItemResult(index=index, status="invalid", error=str(exc))
         else:
             results[index] = ItemResult(index=index, status="valid", dry_run=planned)

@@ -1,8 +1,12 @@
-"""The Respan API client: one pooled HTTP client, retried by the one policy in `retry.py`.
+"""The Respan API: every route it serves us, with its not-found wording, and the one retry loop.
 
-Every failure is raised as a `RespanError` (see `errors.py`) whose message is a sentence an
-agent can act on. Each request is bounded in time (connect to last byte) and in size (the
-decoded answer), and nothing here ever puts the API key in a message, a log line or a repr.
+`Request` values are built here and nowhere else (`upsert_log_score`, `get_score`, ...), so a
+path, its encoding and what a 404 means for it are each written once. `RespanClient.send`
+is the one path every request takes: one pooled HTTP client, the key of the `Caller`, tried
+again as a `RetryPolicy` allows. Every failure is raised as a `RespanError` whose message is
+a sentence an agent can act on. Each request is bounded in time (connect to last byte) and
+in size (the decoded answer), and nothing here ever puts the API key in a message, a log
+line or a repr.
 """
 
 from __future__ import annotations
@@ -11,34 +15,25 @@ import logging
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import anyio
 import httpx2
 
+from respan_mcp.answers import MIB, answer_too_large, error_from_exception, error_from_response, not_json, request_id
 from respan_mcp.config import Config
-from respan_mcp.errors import (
-    MIB,
-    InvalidIdError,
-    InvalidKeyError,
-    MissingAPIKeyError,
-    RespanError,
-    answer_too_large,
-    error_from_exception,
-    error_from_response,
-    not_json,
-    redact,
-    request_id,
-)
-from respan_mcp.retry import Clock, EventLoopClock, RetryPolicy
+from respan_mcp.errors import InvalidRequestError, NotFoundError, RespanError, UnexpectedAnswerError, redact
+from respan_mcp.retry import Clock, EventLoopClock, Retrying, RetryPolicy
 
 logger = logging.getLogger(__name__)
 
 MAX_ANSWER = 4 * MIB  # decoded bytes; a score answer is a few KB, a page of 100 scores well under 1 MiB
+EVALUATOR_SEARCH_PAGE = 100  # evaluators searched for an exact slug
 
-# What the transport may raise; each becomes a RespanError (errors.error_from_exception).
+# What the transport may raise; each becomes a RespanError (answers.error_from_exception).
 _TRANSPORT_FAILURES = (httpx2.RequestError, httpx2.InvalidURL, TimeoutError, OSError)
 
 
@@ -49,6 +44,29 @@ def package_version() -> str:
         return "0+unknown"
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Whom a call is made for, resolved once per call by the key policy and passed down.
+
+    `key` is what every request of the call carries (never empty); `secrets` is every key a
+    message must never show a piece of (the caller's and the server's).
+    """
+
+    key: str = field(repr=False)
+    secrets: tuple[str, ...] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request to the API: a route's method and path (under the base URL's `/api`), and what a 404 means."""
+
+    method: str
+    path: str
+    not_found: str
+    body: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+
+
 def path_segment(value: str) -> str:
     """Percent-encode one path segment so an id like `../x` or `a/b` can never leave its route.
 
@@ -56,24 +74,65 @@ def path_segment(value: str) -> str:
     proxy that normalises URLs (RFC 3986), and no Respan id is one.
     """
     if value in (".", ".."):
-        raise InvalidIdError(f"'{value}' is not a Respan id; use the id as Respan shows it. Nothing was sent.")
+        raise InvalidRequestError(f"'{value}' is not a Respan id; use the id as Respan shows it")
     return quote(value, safe="")
 
 
-def log_scores_path(log_id: str) -> str:
-    """The path of a log's scores, relative to the API base (`/api`)."""
-    return f"/logs/{path_segment(log_id)}/scores/"
+# -- the routes ------------------------------------------------------------------------------------
 
 
-def score_path(score_id: str) -> str:
-    """The path of one score, relative to the API base (`/api`)."""
-    return f"/scores/{path_segment(score_id)}/"
+def upsert_log_score(log_id: str, body: dict[str, Any]) -> Request:
+    evaluator = "evaluator_id" if "evaluator_id" in body else "evaluator_slug"
+    return Request(
+        "POST",
+        f"/logs/{path_segment(log_id)}/scores/",
+        f"check that log_id '{log_id}' is a log in this Respan project (and the {evaluator})",
+        body=body,
+    )
+
+
+def list_log_scores(log_id: str, page: int, page_size: int) -> Request:
+    return Request(
+        "GET",
+        f"/logs/{path_segment(log_id)}/scores/",
+        f"check that log_id '{log_id}' is a log in this Respan project",
+        params={"page": page, "page_size": page_size},
+    )
+
+
+def _score(method: str, score_id: str, body: dict[str, Any] | None = None) -> Request:
+    not_found = f"no score has id '{score_id}'; use the id a score write returned (list_log_scores lists a log's scores)"
+    return Request(method, f"/scores/{path_segment(score_id)}/", not_found, body=body)
+
+
+def update_score(score_id: str, body: dict[str, Any]) -> Request:
+    return _score("PATCH", score_id, body)
+
+
+def get_score(score_id: str) -> Request:
+    return _score("GET", score_id)
+
+
+def get_evaluator(evaluator_id: str) -> Request:
+    return Request("GET", f"/evaluators/{path_segment(evaluator_id)}/", f"no evaluator has id '{evaluator_id}'")
+
+
+def search_evaluators(search: str | None, page: int, page_size: int) -> Request:
+    params: dict[str, Any] = {"page": page, "page_size": page_size}
+    if search:
+        params["search"] = search
+    return Request("GET", "/evaluators/", "check RESPAN_BASE_URL: the evaluators route was not found", params=params)
+
+
+def results(data: Any) -> list[dict[str, Any]]:
+    """The objects of a DRF page (`{count, next, previous, results}`), or of a bare list."""
+    items = data.get("results", []) if isinstance(data, dict) else data if isinstance(data, list) else []
+    return [item for item in items if isinstance(item, dict)]
 
 
 class RespanClient:
-    """The Respan score API over one pooled `httpx2.AsyncClient`, shared for the server's life.
+    """The Respan API over one pooled `httpx2.AsyncClient`, shared for the server's life.
 
-    A per-call `api_key` (a caller's own key, over HTTP) wins over the configured one.
     Failed requests are tried again by `retry` (from RESPAN_MAX_RETRIES unless given), which
     is safe for every request made here: reads, and writes that are idempotent (the upsert
     is keyed by log, evaluator and scorer; PATCH sets values). Waits go through `clock`.
@@ -88,8 +147,9 @@ class RespanClient:
         clock: Clock | None = None,
     ) -> None:
         self.config = config
-        self.retry = retry or RetryPolicy.from_config(config)
+        self.retry = retry or RetryPolicy.for_retries(config.max_retries)
         self.clock: Clock = clock or EventLoopClock()
+        self.api_path = urlsplit(config.api_url).path.rstrip("/")  # what a route's path sits under: /api
         self._in_flight: anyio.Semaphore | None = None  # made on first use, inside the event loop
         self._http = httpx2.AsyncClient(
             base_url=config.api_url,
@@ -112,126 +172,94 @@ class RespanClient:
     def is_closed(self) -> bool:
         return self._http.is_closed
 
-    async def upsert_log_score(
-        self, log_id: str, body: dict[str, Any], *, api_key: str | None = None, max_retries: int | None = None
-    ) -> Any:
-        evaluator = "evaluator_id" if "evaluator_id" in body else "evaluator_slug"
-        return await self.request(
-            "POST",
-            log_scores_path(log_id),
-            json=body,
-            api_key=api_key,
-            not_found=f"check that log_id '{log_id}' is a log in this Respan project (and the {evaluator})",
-            max_retries=max_retries,
-        )
+    async def find_evaluator(
+        self, caller: Caller, kind: str, value: str, policy: Retrying | None = None
+    ) -> dict[str, Any] | None:
+        """The evaluator with this id or exact slug, as Respan describes it; None when no evaluator has it.
 
-    async def update_score(
-        self, score_id: str, body: dict[str, Any], *, api_key: str | None = None, max_retries: int | None = None
-    ) -> Any:
-        return await self._score_request("PATCH", score_id, json=body, api_key=api_key, max_retries=max_retries)
-
-    async def get_score(self, score_id: str, *, api_key: str | None = None, max_retries: int | None = None) -> Any:
-        return await self._score_request("GET", score_id, api_key=api_key, max_retries=max_retries)
-
-    async def _score_request(self, method: str, score_id: str, **kwargs: Any) -> Any:
-        not_found = (
-            f"no score has id '{score_id}'; use the id a score write returned (list_log_scores lists a log's scores)"
-        )
-        return await self.request(method, score_path(score_id), not_found=not_found, **kwargs)
-
-    def secrets(self, api_key: str | None = None) -> tuple[str | None, ...]:
-        """Every key a message must never show a piece of: the caller's and the configured one."""
-        return (api_key, self.config.api_key)
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: dict[str, Any] | None = None,
-        api_key: str | None = None,
-        not_found: str = "check the id",
-        max_retries: int | None = None,
-    ) -> Any:
-        """Send one API request and return its JSON answer, trying again as the retry policy allows.
-
-        `max_retries` overrides the policy's retries for this call (the batch engine retries itself).
-        Raises a RespanError on failure.
+        A slug is found by searching and keeping the exact match (the search also matches names).
         """
-        key = api_key or self.config.api_key
-        if not key:
-            raise MissingAPIKeyError()
-        if not _sendable(key):
-            raise InvalidKeyError(from_caller=bool(api_key))
-        secrets = self.secrets(api_key)
-        policy = self.retry.with_retries(max_retries)
+        if kind == "id":
+            try:
+                data = await self.send(caller, get_evaluator(value), policy)
+            except NotFoundError:
+                return None
+            if not isinstance(data, dict):
+                raise UnexpectedAnswerError(
+                    f"the Respan API answered without an evaluator for id '{value}'; check that RESPAN_BASE_URL "
+                    "points at the Respan API"
+                )
+            return data
+        data = await self.send(caller, search_evaluators(value, 1, EVALUATOR_SEARCH_PAGE), policy)
+        return next((item for item in results(data) if item.get("evaluator_slug") == value), None)
+
+    async def send(self, caller: Caller, request: Request, policy: Retrying | None = None) -> Any:
+        """Send one request and return its JSON answer, trying again as `policy` (the client's by default) allows.
+
+        The one loop every request takes, the batch's items included. Raises a RespanError on failure.
+        """
+        policy = policy or self.retry
         started = self.clock.now()
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._attempt(method, path, json, params, key, not_found, secrets)
+                return await self._attempt(request, caller)
             except RespanError as raised:
-                error = _redacted(raised, secrets)
-            wait = policy.delay(attempt, error.retry_after) if error.retryable else None
+                error = _redacted(raised, caller.secrets)
+            wait = policy.delay(error, attempt)
             if wait is None or not policy.fits(self.clock.now() - started, wait, self.config.timeout):
                 raise error  # its message says when to come back, where waiting would help
             logger.warning(
                 "Respan %s %s failed (%s); retry %d in %.1f s",
-                method,
-                redact(path, secrets),
+                request.method,
+                redact(request.path, caller.secrets),
                 error.status or type(error).__name__,
                 attempt,
                 wait,
             )
-            await self.clock.sleep(wait)
+            await policy.wait(self.clock, wait)
 
-    async def _attempt(
-        self,
-        method: str,
-        path: str,
-        body: Any,
-        params: dict[str, Any] | None,
-        key: str,
-        not_found: str,
-        secrets: tuple[str | None, ...],
-    ) -> Any:
+    async def _attempt(self, request: Request, caller: Caller) -> Any:
         """One try: the parsed answer, or a raised RespanError."""
         progress = _Progress()
         try:
-            request = self._http.build_request(
-                method,
-                path,
-                json=body,
-                params=params,
-                headers={"Authorization": f"Bearer {key}"},
+            built = self._http.build_request(
+                request.method,
+                request.path.lstrip("/"),
+                json=request.body,
+                params=request.params,
+                headers={"Authorization": f"Bearer {caller.key}"},
                 extensions={"trace": progress.trace},
             )
             async with self._slot():
                 # The whole request, connect to last byte: an API that drips its answer cannot hold a call.
                 with anyio.fail_after(self.config.timeout if self.config.timeout > 0 else None):
-                    response = await self._http.send(request, stream=True)
+                    response = await self._http.send(built, stream=True)
                     try:
-                        content = await self._read(response, method, secrets)
+                        content = await self._read(response, request.method, caller.secrets)
                     finally:
                         await response.aclose()
         except _TRANSPORT_FAILURES as exc:
             raise error_from_exception(
-                exc, base_url=self.config.base_url, timeout=self.config.timeout, method=method, sent=progress.sent
+                exc,
+                base_url=self.config.base_url,
+                timeout=self.config.timeout,
+                method=request.method,
+                sent=progress.sent,
             ) from None
         # The body is read: hand the error mapping a plain, already-decoded response.
         answer = httpx2.Response(response.status_code, headers=_plain_headers(response.headers), content=content)
         if not answer.is_success:
-            raise error_from_response(answer, not_found, secrets)
+            raise error_from_response(answer, request.not_found, caller.secrets)
         if not content:
             return None
         try:
             return answer.json()
         except ValueError:
-            raise not_json(answer, secrets) from None
+            raise not_json(answer, caller.secrets) from None
 
-    async def _read(self, response: httpx2.Response, method: str, secrets: tuple[str | None, ...]) -> bytes:
+    async def _read(self, response: httpx2.Response, method: str, secrets: tuple[str, ...]) -> bytes:
         """The decoded body, refused as soon as it passes MAX_ANSWER (a small gzip can inflate to gigabytes).
 
         The raw bytes are decoded here, at most MAX_ANSWER + 1 bytes out of each piece, so memory
@@ -302,18 +330,13 @@ def _decoder(encoding: str) -> Any:
     raise httpx2.DecodingError(f"unsupported Content-Encoding {name!r}")
 
 
-def _sendable(key: str) -> bool:
-    """Printable ASCII without spaces: anything else cannot go in an HTTP header as it is, or is not a key."""
-    return all(33 <= ord(char) <= 126 for char in key)
-
-
 def _plain_headers(headers: httpx2.Headers) -> list[tuple[str, str]]:
     """The answer's headers without those that describe the encoded body (it is decoded already)."""
     dropped = ("content-encoding", "content-length", "transfer-encoding")
     return [(name, value) for name, value in headers.multi_items() if name.lower() not in dropped]
 
 
-def _redacted(error: RespanError, secrets: tuple[str | None, ...]) -> RespanError:
+def _redacted(error: RespanError, secrets: tuple[str, ...]) -> RespanError:
     """The error with every piece of a key cut out of its message (the API's words were redacted when read)."""
     message = str(error)
     cleaned = redact(message, secrets)

@@ -6,7 +6,7 @@ with a message that names the evaluator and says what to send. An agent grading 
 work also needs what the evaluator means (description, rubric, definition) and where
 Respan draws pass/fail (the passing condition), so it scores against the evaluator and
 not against its own reading of a slug. The value-type table and the core value rules
-stay in `models.py`; this adds only what the evaluator says.
+stay in `values.py`; this adds only what the evaluator says.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, get_args
 
-from respan_mcp.models import PERCENTAGE_RANGE, VALUE_FIELD_FOR_TYPE, ScoreValueError, ScoreValues, check_value
+from respan_mcp.errors import ScoreValueError
+from respan_mcp.values import PERCENTAGE_RANGE, VALUE_FIELD_FOR_TYPE, check_type_rules
 
 Operator = Literal["gte", "gt", "lte", "lt", "eq"]
 OPERATORS: tuple[Operator, ...] = get_args(Operator)
@@ -172,31 +173,37 @@ class Evaluator:
             return f"{both}{low:g}{joiner}{high:g}"
         return f"at least {low:g}" if low is not None else f"at most {high:g}" if high is not None else ""
 
-    def check(self, score: ScoreValues) -> None:
-        """Refuse a score this evaluator cannot take; the message names it and what to send."""
-        field = self.value_field
-        if field is None:  # a type this server does not know yet: leave it to the API
+    def check(self, field: str, value: Any, stated: str | None) -> None:
+        """Refuse a value this evaluator cannot take; the message names it and what to send.
+
+        `field` and `value` have passed the core rules for the `stated` type already (values.py);
+        this adds what the evaluator says: its type, its type's rules when the caller stated none
+        or another, its range and its choices.
+        """
+        expected = self.value_field
+        if expected is None:  # a type this server does not know yet: leave it to the API
             return
-        refuse = f"{self.describe()}: {self.what_to_send()}"
-        stated = score.score_value_type
-        if stated and VALUE_FIELD_FOR_TYPE[stated] != field:
-            raise ScoreValueError(f"score_value_type '{stated}' does not match: {refuse}")
-        given = score.value_field()
-        if given != field:
-            raise ScoreValueError(f"{refuse}, not {given}")
-        value = getattr(score, field)
-        try:
-            check_value(field, value, self.score_value_type)
-        except ScoreValueError as exc:
-            raise ScoreValueError(f"{refuse} ({exc})") from None
+        if stated and VALUE_FIELD_FOR_TYPE[stated] != expected:
+            raise ScoreValueError(f"score_value_type '{stated}' does not match: {self._refusal()}")
+        if field != expected:
+            raise ScoreValueError(f"{self._refusal()}, not {field}")
+        if stated != self.score_value_type:
+            try:
+                check_type_rules(value, self.score_value_type)
+            except ScoreValueError as exc:
+                raise ScoreValueError(f"{self._refusal()} ({exc})") from None
         if field == "numerical_value":
             low, high = self.min_score, self.max_score
             if (low is not None and value < low) or (high is not None and value > high):
-                raise ScoreValueError(f"{refuse} (got {value:g})")
+                raise ScoreValueError(f"{self._refusal()} (got {value:g})")
         if field == "categorical_value" and self.choices:
             unknown = [v for v in value if v not in self.choices]
             if unknown:
-                raise ScoreValueError(f"{refuse} (got {', '.join(repr(v) for v in unknown)})")
+                raise ScoreValueError(f"{self._refusal()} (got {', '.join(repr(v) for v in unknown)})")
+
+    def _refusal(self) -> str:
+        """E.g. "evaluator 'helpfulness' is numerical (1 to 5): send numerical_value between 1 and 5"."""
+        return f"{self.describe()}: {self.what_to_send()}"
 
 
 def _dict(value: Any) -> dict[str, Any]:

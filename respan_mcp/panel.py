@@ -7,13 +7,20 @@ A host that renders MCP Apps shows `ui/log_scores.html` in a sandboxed iframe fo
 text and structuredContent, so the panel is an addition, never the only way to read a result.
 
 The HTML is a file rather than a Python string so that it can be opened, linted and diffed as
-HTML; it ships inside the package and is read once.
+HTML; it ships inside the package and is read once. This module also holds the panel's wiring:
+which tools it draws, the resource and its handlers, and whether a client is told of it.
 """
 
 from __future__ import annotations
 
 from functools import cache
 from importlib.resources import files
+from typing import Any
+
+from mcp import types
+from mcp.server.apps import client_supports_apps
+from mcp.server.context import ServerRequestContext
+from mcp.shared.exceptions import MCPError
 
 PANEL_URI = "ui://respan/log-scores.html"
 """The `ui://` resource a tool names in `_meta.ui.resourceUri`."""
@@ -26,3 +33,47 @@ PANEL_MIME = "text/html;profile=mcp-app"
 def panel_html() -> str:
     """The panel's HTML document, read from the package once."""
     return files("respan_mcp").joinpath("ui", "log_scores.html").read_text(encoding="utf-8")
+
+
+# The tools whose results the panel draws: a page of scores, one score, a batch's report.
+PANEL_TOOLS = frozenset({"list_log_scores", "get_score", "upsert_log_score", "update_score", "upsert_log_scores"})
+PANEL_RESOURCE = types.Resource(
+    uri=PANEL_URI,
+    name="log-scores",
+    title="Respan scores",
+    description="A panel that draws a log's scores: values within the evaluator's range, pass/fail, choices.",
+    mime_type=PANEL_MIME,
+)
+
+
+def with_panel(listing: types.Tool) -> types.Tool:
+    """A tool as hosts that render MCP Apps see it: tied to the panel by `_meta.ui.resourceUri`."""
+    if listing.name not in PANEL_TOOLS:
+        return listing
+    return listing.model_copy(update={"meta": {"ui": {"resourceUri": PANEL_URI}}})
+
+
+def shows_panel(ctx: ServerRequestContext[Any, Any]) -> bool:
+    """Tie tools to the panel unless the client said what it supports and MCP Apps was not in it.
+
+    A stateless HTTP request may carry no client capabilities at all; the `_meta` is then
+    included, as hosts ignore what they do not render. Results are the same for every host.
+    """
+    return ctx.session.client_capabilities is None or client_supports_apps(ctx)
+
+
+async def list_resources(
+    _ctx: ServerRequestContext[Any, Any], _params: types.PaginatedRequestParams | None
+) -> types.ListResourcesResult:
+    return types.ListResourcesResult(resources=[PANEL_RESOURCE])
+
+
+async def read_resource(
+    _ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
+) -> types.ReadResourceResult:
+    if str(params.uri) != PANEL_URI:
+        raise MCPError(types.INVALID_PARAMS, f"Unknown resource '{params.uri}'; this server has {PANEL_URI}.")
+    content = types.TextResourceContents(
+        uri=PANEL_URI, mime_type=PANEL_MIME, text=panel_html(), meta={"ui": {"prefersBorder": True}}
+    )
+    return types.ReadResourceResult(contents=[content])

@@ -1,17 +1,38 @@
 """The `self_grade` prompt: an agent grading its own run, honestly, with the tools this server has.
 
-`self_grade_text` builds the text from what was found about the named evaluators, so the agent
-scores against what each evaluator means (description, rubric, definition, passing condition)
-rather than its own reading of a slug. It fetches nothing: the server looks the slugs up (with the
-caller's key, through the evaluator cache) and passes what it found.
+`SelfGrade` is the prompt as the server serves it: its listing, `prompts/get` (the named
+evaluators looked up with the caller's key, through the evaluator cache) and completions of
+evaluator slugs. `self_grade_text` builds the text from what was found, so the agent scores
+against what each evaluator means (description, rubric, definition, passing condition) rather
+than its own reading of a slug; it fetches nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from mcp import types
+from mcp.server.context import ServerRequestContext
+from mcp.shared.exceptions import MCPError
+
+from respan_mcp import client as routes
+from respan_mcp.client import Caller, RespanClient
+from respan_mcp.errors import RespanError
 from respan_mcp.evaluator import Evaluator
+from respan_mcp.evaluator_cache import EvaluatorCache
 from respan_mcp.results import one_line
+
+SELF_GRADE = types.Prompt(
+    name="self_grade",
+    title="Grade your own run",
+    description="Grade your own run in Respan: learn each evaluator, judge honestly, write the scores, report them.",
+    arguments=[
+        types.PromptArgument(name="log_id", description="ID of the Respan log (span) of the run to grade.", required=True),
+        types.PromptArgument(name="evaluators", description="Comma-separated evaluator slugs to score on.", required=False),
+        types.PromptArgument(name="rubric", description="What good looks like for this run, in your words.", required=False),
+    ],
+)
 
 # How much of each evaluator text goes into the prompt: enough to grade by, short enough to read.
 DESCRIPTION_LIMIT = 300
@@ -134,3 +155,64 @@ def complete_slugs(partial: str, slugs: list[str]) -> list[str]:
     chosen = {part.strip() for part in done.split(",")}
     current = current.strip().lower()
     return [prefix + slug for slug in slugs if slug.lower().startswith(current) and slug not in chosen][:100]
+
+
+Context = ServerRequestContext[Any, Any]
+
+
+class SelfGrade:
+    """The prompt's handlers. `caller` resolves the request's caller (the server's key policy) and raises
+    a RespanError when there is no key this caller may use: then nothing is looked up on its behalf."""
+
+    def __init__(
+        self,
+        caller: Callable[[Context], Caller],
+        client: Callable[[], RespanClient],
+        evaluators: Callable[[], EvaluatorCache],
+    ) -> None:
+        self.caller, self.client, self.evaluators = caller, client, evaluators
+
+    async def list_prompts(self, _ctx: Context, _params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
+        return types.ListPromptsResult(prompts=[SELF_GRADE])
+
+    async def get_prompt(self, ctx: Context, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        """self_grade, with what Respan says each named evaluator means, looked up with the caller's key."""
+        arguments = params.arguments or {}
+        if params.name != SELF_GRADE.name:
+            raise MCPError(types.INVALID_PARAMS, f"Unknown prompt '{params.name}'; the prompt is self_grade.")
+        if not arguments.get("log_id"):
+            raise MCPError(types.INVALID_PARAMS, "self_grade needs log_id: the ID of the Respan log of the run to grade.")
+        evaluators, rubric = arguments.get("evaluators"), arguments.get("rubric")
+        found: list[Evaluator] = []
+        unknown: list[str] = []
+        unreachable = False
+        if slugs := named_slugs(evaluators):
+            try:
+                caller = self.caller(ctx)
+            except RespanError:  # no lookup on behalf of a caller who may not use the server's key
+                unreachable = True
+            else:
+                answers = await self.evaluators().many([(None, slug) for slug in slugs], caller)
+                found = [answer for answer in answers.values() if isinstance(answer, Evaluator)]
+                unknown = [slug for (_, slug), answer in answers.items() if answer is None and slug]
+                unreachable = any(isinstance(answer, RespanError) for answer in answers.values())
+        text = self_grade_text(arguments["log_id"], evaluators, rubric, found, unknown, unreachable)
+        return types.GetPromptResult(
+            description=SELF_GRADE.description,
+            messages=[types.PromptMessage(role="user", content=types.TextContent(type="text", text=text))],
+        )
+
+    async def complete(self, ctx: Context, params: types.CompleteRequestParams) -> types.CompleteResult:
+        """Evaluator slugs for self_grade's `evaluators`, found with the caller's key or a key we may lend."""
+        ref, argument = params.ref, params.argument
+        nothing = types.CompleteResult(completion=types.Completion(values=[]))
+        if not (isinstance(ref, types.PromptReference) and ref.name == SELF_GRADE.name and argument.name == "evaluators"):
+            return nothing
+        current = argument.value.rpartition(",")[2].strip()
+        try:
+            caller = self.caller(ctx)
+            data = await self.client().send(caller, routes.search_evaluators(current or None, 1, 100))
+        except RespanError:  # no key this caller may use, or Respan failed: no completions, no error
+            return nothing
+        slugs = [slug for item in routes.results(data) if isinstance(slug := item.get("evaluator_slug"), str) and slug]
+        return types.CompleteResult(completion=types.Completion(values=complete_slugs(argument.value, slugs)))

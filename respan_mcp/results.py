@@ -13,6 +13,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 from pydantic_core import core_schema
 
+from respan_mcp.errors import NotAScoreError
 from respan_mcp.evaluator import OPERATORS, Evaluator, Operator
 
 # A description in a list is cut here (get_evaluator gives it whole): pages of 100 stay readable.
@@ -40,10 +41,6 @@ class OutputModel(BaseModel):
     @model_serializer(mode="wrap")
     def _drop_nulls(self, handler: core_schema.SerializerFunctionWrapHandler) -> dict[str, Any]:
         return {key: value for key, value in handler(self).items() if value is not None}
-
-
-class NotAScoreError(ValueError):
-    """The API answered, but not with a score; the message says what that means for the agent."""
 
 
 class ScoreRange(OutputModel):

@@ -1,13 +1,13 @@
 """How argument and result models are published and how arguments are read.
 
 The models are the one source of truth; this module turns them into schemas every MCP
-host accepts (flat: no `anyOf`, `$ref` or `default: null`), reads the arrays and objects
-that some clients send as JSON text, and words pydantic's errors for an agent.
+host accepts (flat: no `anyOf`, `$ref` or `default: null`) and words pydantic's errors for
+an agent. A field whose published type must differ from its Python type (json_value is JSON
+text, a batch item is upsert_log_score's arguments) says so with `WithJsonSchema` beside it.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -58,40 +58,10 @@ def flat_schema(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema(schema_generator=FlatJsonSchema)
 
 
-def as_string(schema: dict[str, Any]) -> None:
-    """`json_schema_extra` for a field published as a plain string (its description kept)."""
-    description = schema.get("description")
-    schema.clear()
-    schema["type"] = "string"
-    if description:
-        schema["description"] = description
-
-
 def structured_fields(schema: dict[str, Any]) -> frozenset[str]:
     """The top-level arguments whose published type is an array or an object."""
     properties = schema.get("properties", {})
     return frozenset(name for name, prop in properties.items() if prop.get("type") in ("array", "object"))
-
-
-def decode_json_text(arguments: dict[str, Any], structured: frozenset[str]) -> dict[str, Any]:
-    """Arrays and objects sent as JSON text (some clients do) read as what they hold.
-
-    Only arguments published as an array or object are touched, so a string argument
-    (json_value is JSON text by design) always reaches the model exactly as sent.
-    """
-    decoded = arguments
-    for name in structured & arguments.keys():
-        value = arguments[name]
-        if not isinstance(value, str):
-            continue
-        try:
-            parsed = json.loads(value)
-        except (ValueError, RecursionError):
-            continue  # left as sent: the model says what it expected
-        if isinstance(parsed, list | dict):
-            decoded = decoded if decoded is not arguments else dict(arguments)
-            decoded[name] = parsed
-    return decoded
 
 
 def describe_invalid(exc: ValidationError, model: type[BaseModel]) -> str:

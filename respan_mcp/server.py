@@ -1,12 +1,14 @@
-"""The MCP server on the SDK's public low-level API, and the one path every tool call takes.
+"""The MCP server on the SDK's public low-level API, the key policy, and the one path every tool call takes.
 
-`call_tool` is that path: the tool's arguments parsed once by its model, the key this
-call uses, the tool (checks, then the API), errors turned into messages an agent can act
-on, the JSON call log, and the count of calls in flight that draining waits for.
+`call_tool` is that path: the tool's arguments parsed once by its model, the `Caller`
+resolved once by the key policy, the tool run with both (checks, then the API), every failure
+worded once (`failure`), the JSON call log, and the count of calls in flight that draining
+waits for. The prompt's handlers live in `prompts.py`, the panel's in `panel.py`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -16,29 +18,29 @@ import anyio
 import httpx2
 from mcp import types
 from mcp.server.apps import EXTENSION_ID as APPS_EXTENSION
-from mcp.server.apps import client_supports_apps
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
-from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
-from respan_mcp import prompts
+from respan_mcp import panel, reads, writes
 from respan_mcp.calllog import CallLine, CallLog, StatusRecorder
-from respan_mcp.client import RespanClient, package_version
+from respan_mcp.client import Caller, RespanClient, package_version
 from respan_mcp.config import Config
-from respan_mcp.errors import RespanError
-from respan_mcp.evaluator_cache import Described, EvaluatorCache
-from respan_mcp.keys import KeyPolicy, KeyRefused
-from respan_mcp.models import PAIRING_TABLE_TEXT, ScoreValueError
-from respan_mcp.panel import PANEL_MIME, PANEL_URI, panel_html
-from respan_mcp.results import BatchResult, NotAScoreError
-from respan_mcp.schema import decode_json_text, describe_invalid
-from respan_mcp.tools import TOOLS, Call, Tool
+from respan_mcp.config import _header_safe as header_safe
+from respan_mcp.errors import NOTHING_SENT, InvalidKeyError, KeyRefused, MissingAPIKeyError, RespanError
+from respan_mcp.evaluator_cache import EvaluatorCache
+from respan_mcp.prompts import SelfGrade
+from respan_mcp.results import BatchResult
+from respan_mcp.schema import describe_invalid
+from respan_mcp.tools import Call, Tool
+from respan_mcp.values import PAIRING_TABLE_TEXT
 
 logger = logging.getLogger(__name__)
+
+TOOLS: tuple[Tool[Any], ...] = (*writes.TOOLS, *reads.TOOLS)
 
 INSTRUCTIONS = f"""\
 Write evaluation scores into Respan. If you do not know an evaluator's type, call list_evaluators
@@ -51,16 +53,74 @@ would pass, writing nothing. Write results carry is_passed (Respan's verdict) an
 get_score and list_log_scores read scores back; the self_grade prompt walks you through grading a run.
 Send exactly one value field, the one the evaluator's score_value_type takes: {PAIRING_TABLE_TEXT}."""
 
-SELF_GRADE = types.Prompt(
-    name="self_grade",
-    title="Grade your own run",
-    description="Grade your own run in Respan: learn each evaluator, judge honestly, write the scores, report them.",
-    arguments=[
-        types.PromptArgument(name="log_id", description="ID of the Respan log (span) of the run to grade.", required=True),
-        types.PromptArgument(name="evaluators", description="Comma-separated evaluator slugs to score on.", required=False),
-        types.PromptArgument(name="rubric", description="What good looks like for this run, in your words.", required=False),
-    ],
-)
+# Headers a proxy adds: their presence means loopback no longer says who the caller is.
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+SEND_YOUR_KEY = "add the header 'Authorization: Bearer <your Respan API key>' to your MCP client's configuration"
+
+
+class KeyPolicy:
+    """Whose Respan key a call is made with: the key policy, in one place.
+
+    On stdio the server's key is the host's own. Over HTTP, `Authorization: Bearer <key>`
+    is the caller's key for that call only. A caller without one gets the server's key
+    only where the server may lend it: a caller signed in through the team's identity
+    provider, a loopback bind that no proxy forwards to, or `--allow-server-key`.
+    `loopback_bind` is set by the HTTP transport.
+    """
+
+    def __init__(self, server_key: str | None, allow_server_key: bool = False, loopback_bind: bool = False) -> None:
+        self.server_key = server_key or None
+        self.allow_server_key = allow_server_key
+        self.loopback_bind = loopback_bind
+        # The server's own caller, worked out once: its key never changes while it runs.
+        self._server: Caller | RespanError
+        if self.server_key is None:
+            self._server = MissingAPIKeyError()
+        elif not header_safe(self.server_key):
+            self._server = InvalidKeyError(from_caller=False)
+        else:
+            self._server = Caller(self.server_key, (self.server_key,))
+
+    def caller(self, headers: Mapping[str, str] | None, *, signed_in: bool = False) -> Caller:
+        """The caller this call is made for. `headers` is None on stdio and in-process.
+
+        A caller signed in through the identity provider writes with the server's key: its bearer
+        token is for us, never for Respan. Raises a KeyUnusableError before anything is sent when
+        there is no key this caller may use.
+        """
+        if headers is not None and not signed_in:
+            scheme, _, token = (headers.get("authorization") or "").partition(" ")
+            if scheme.lower() == "bearer" and (token := token.strip()):
+                if not header_safe(token):
+                    raise InvalidKeyError(from_caller=True)
+                return Caller(token, (token, self.server_key) if self.server_key else (token,))
+            if refusal := self.refusal(headers):
+                raise KeyRefused(f"{refusal}: {SEND_YOUR_KEY}.")
+        elif signed_in and self.server_key is None:
+            raise KeyRefused(
+                "You are signed in, but this server has no Respan API key to write with: ask its operator to "
+                "set RESPAN_API_KEY."
+            )
+        if isinstance(self._server, RespanError):
+            raise self._server
+        return self._server
+
+    def refusal(self, headers: Mapping[str, str]) -> str | None:
+        """Why an HTTP caller without a key of their own may not use the server's; None when they may.
+
+        A loopback bind says the caller is on this machine only while nothing forwards to it:
+        behind a proxy every request comes from loopback, so a forwarding header withdraws the
+        loan. `--allow-server-key` lends it to whoever can reach the port.
+        """
+        if self.server_key is None:
+            return "This server has no Respan API key of its own"
+        if self.allow_server_key:
+            return None
+        if not self.loopback_bind:
+            return "This server lends its Respan API key only to callers on its own machine"
+        if any(name in headers for name in FORWARDING_HEADERS):
+            return "This server does not lend its Respan API key to requests that came through a proxy"
+        return None
 
 
 class ServerState:
@@ -74,10 +134,10 @@ class ServerState:
 
     def __init__(self, config: Config, transport: httpx2.AsyncBaseTransport | None = None) -> None:
         self.config = config
-        self.keys = KeyPolicy(server_has_key=bool(config.api_key), allow_server_key=config.allow_server_key)
+        self.keys = KeyPolicy(config.api_key, allow_server_key=config.allow_server_key)
         self.in_flight = 0  # tool calls running; an HTTP replica drains until it is 0
         self.draining = False  # set by the HTTP transport on SIGTERM: /readyz answers 503
-        self.shutting_down: anyio.Event | None = None  # set by the stdio transport when the process must end
+        self.shutting_down: anyio.Event | None = None  # set by the transport when the process must end soon
         self.call_log = CallLog() if config.log_format == "json" else None
         self._transport = StatusRecorder(transport) if self.call_log is not None else transport
         self._client: RespanClient | None = None
@@ -97,6 +157,10 @@ class ServerState:
         if self._evaluators is None:
             self._evaluators = EvaluatorCache(client, ttl=self.config.evaluator_ttl)
         return self._evaluators
+
+    def caller(self, ctx: ServerRequestContext[Any, Any]) -> Caller:
+        """The request's caller by the key policy; a signed-in caller's is the server's."""
+        return self.keys.caller(request_headers(ctx), signed_in=get_access_token() is not None)
 
     @asynccontextmanager
     async def lifespan(self, _server: Server[ServerState]) -> AsyncIterator[ServerState]:
@@ -126,31 +190,13 @@ def build_server(
     state = state or ServerState(config, transport)
     tools: dict[str, Tool[Any]] = {tool.name: tool for tool in TOOLS}
     plain = types.ListToolsResult(tools=[tool.listing for tool in TOOLS])
-    with_panel = types.ListToolsResult(tools=[panel_listing(tool) for tool in TOOLS])
-
-    def caller_key(ctx: ServerRequestContext[ServerState]) -> str | None:
-        """The key a request is served with (keys.KeyPolicy); a signed-in caller's is the server's."""
-        return state.keys.caller_key(request_headers(ctx), signed_in=get_access_token() is not None)
+    shown = types.ListToolsResult(tools=[panel.with_panel(tool.listing) for tool in TOOLS])
+    prompt = SelfGrade(state.caller, lambda: state.client, lambda: state.evaluators)
 
     async def list_tools(
         ctx: ServerRequestContext[ServerState], _params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        return with_panel if shows_panel(ctx) else plain
-
-    async def list_resources(
-        _ctx: ServerRequestContext[ServerState], _params: types.PaginatedRequestParams | None
-    ) -> types.ListResourcesResult:
-        return types.ListResourcesResult(resources=[PANEL_RESOURCE])
-
-    async def read_resource(
-        _ctx: ServerRequestContext[ServerState], params: types.ReadResourceRequestParams
-    ) -> types.ReadResourceResult:
-        if str(params.uri) != PANEL_URI:
-            raise MCPError(types.INVALID_PARAMS, f"Unknown resource '{params.uri}'; this server has {PANEL_URI}.")
-        content = types.TextResourceContents(
-            uri=PANEL_URI, mime_type=PANEL_MIME, text=panel_html(), meta={"ui": {"prefersBorder": True}}
-        )
-        return types.ReadResourceResult(contents=[content])
+        return shown if panel.shows_panel(ctx) else plain
 
     async def call_tool(
         ctx: ServerRequestContext[ServerState], params: types.CallToolRequestParams
@@ -158,37 +204,25 @@ def build_server(
         tool = tools.get(params.name)
         if tool is None:
             return text_error(f"Unknown tool '{params.name}'; the tools are: {', '.join(tools)}.")
-        headers = request_headers(ctx)
-        arguments = params.arguments or {}
         state.in_flight += 1
         try:
             if state.call_log is None:
-                return await run_tool(ctx, tool, arguments, headers, None)
-            async with state.call_log.record(tool.name, headers) as line:
-                return await run_tool(ctx, tool, arguments, headers, line)
+                return await run_tool(ctx, tool, params.arguments or {}, None)
+            async with state.call_log.record(tool.name, request_headers(ctx)) as line:
+                return await run_tool(ctx, tool, params.arguments or {}, line)
         finally:
             state.in_flight -= 1
 
     async def run_tool(
-        ctx: ServerRequestContext[ServerState],
-        tool: Tool[Any],
-        arguments: dict[str, Any],
-        headers: Mapping[str, str] | None,
-        line: CallLine | None,
+        ctx: ServerRequestContext[ServerState], tool: Tool[Any], arguments: dict[str, Any], line: CallLine | None
     ) -> types.CallToolResult:
         signed_in = get_access_token()  # set by the bearer middleware when the team's sign-in is on
         if signed_in is not None and line is not None:
             line.caller = who(signed_in)
         try:
             parsed = tool.arguments.model_validate(decode_json_text(arguments, tool.structured))
-            call = Call(
-                config=config,
-                client=state.client,
-                evaluators=state.evaluators,
-                api_key=state.keys.caller_key(headers, signed_in=signed_in is not None),
-                progress=ctx.session.report_progress,
-                shutting_down=state.shutting_down,
-            )
+            caller = state.keys.caller(request_headers(ctx), signed_in=signed_in is not None)
+            call = Call(config, state.client, state.evaluators, caller, ctx.session.report_progress, state.shutting_down)
             result = await tool.run(call, parsed)
         except Exception as exc:
             if line is not None:
@@ -199,57 +233,6 @@ def build_server(
             line.error = "NothingWritten"
         return answer
 
-    async def list_prompts(
-        _ctx: ServerRequestContext[ServerState], _params: types.PaginatedRequestParams | None
-    ) -> types.ListPromptsResult:
-        return types.ListPromptsResult(prompts=[SELF_GRADE])
-
-    async def get_prompt(
-        ctx: ServerRequestContext[ServerState], params: types.GetPromptRequestParams
-    ) -> types.GetPromptResult:
-        """self_grade, with what Respan says each named evaluator means, looked up with the caller's key."""
-        arguments = params.arguments or {}
-        if params.name != SELF_GRADE.name:
-            raise MCPError(types.INVALID_PARAMS, f"Unknown prompt '{params.name}'; the prompt is self_grade.")
-        if not arguments.get("log_id"):
-            raise MCPError(types.INVALID_PARAMS, "self_grade needs log_id: the ID of the Respan log of the run to grade.")
-        evaluators, rubric = arguments.get("evaluators"), arguments.get("rubric")
-        described = Described(found=[], unknown=[], unreachable=False)
-        if slugs := prompts.named_slugs(evaluators):
-            try:
-                key = caller_key(ctx)
-            except KeyRefused:  # no lookup on behalf of a caller who may not use the server's key
-                described = Described(found=[], unknown=[], unreachable=True)
-            else:
-                described = await state.evaluators.describe(slugs, key)
-        text = prompts.self_grade_text(arguments["log_id"], evaluators, rubric, *described)
-        return types.GetPromptResult(
-            description=SELF_GRADE.description,
-            messages=[types.PromptMessage(role="user", content=types.TextContent(type="text", text=text))],
-        )
-
-    async def complete(
-        ctx: ServerRequestContext[ServerState], params: types.CompleteRequestParams
-    ) -> types.CompleteResult:
-        """Evaluator slugs for self_grade's `evaluators`, found with the caller's key or a key we may lend."""
-        ref, argument = params.ref, params.argument
-        nothing = types.CompleteResult(completion=types.Completion(values=[]))
-        if not (isinstance(ref, types.PromptReference) and ref.name == SELF_GRADE.name and argument.name == "evaluators"):
-            return nothing
-        try:
-            key = caller_key(ctx)
-        except KeyRefused:  # this caller may not use the server's key: no lookup on its behalf
-            return nothing
-        if not (key or config.api_key):
-            return nothing
-        current = argument.value.rpartition(",")[2].strip()
-        try:
-            page = await state.evaluators.search(current or None, 1, 100, key)
-        except RespanError:
-            return nothing
-        slugs = [e.evaluator_slug for e in page.evaluators if e.evaluator_slug]
-        return types.CompleteResult(completion=types.Completion(values=prompts.complete_slugs(argument.value, slugs)))
-
     server = Server(
         "respan",
         version=package_version(),
@@ -258,41 +241,35 @@ def build_server(
         lifespan=state.lifespan,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
-        on_list_prompts=list_prompts,
-        on_get_prompt=get_prompt,
-        on_completion=complete,
-        on_list_resources=list_resources,
-        on_read_resource=read_resource,
+        on_list_prompts=prompt.list_prompts,
+        on_get_prompt=prompt.get_prompt,
+        on_completion=prompt.complete,
+        on_list_resources=panel.list_resources,
+        on_read_resource=panel.read_resource,
     )
     server.extensions[APPS_EXTENSION] = {}  # the public map the SDK advertises under capabilities.extensions
     return server
 
 
-# The tools whose results the panel draws: a page of scores, one score, a batch's report.
-PANEL_TOOLS = frozenset({"list_log_scores", "get_score", "upsert_log_score", "update_score", "upsert_log_scores"})
-PANEL_RESOURCE = types.Resource(
-    uri=PANEL_URI,
-    name="log-scores",
-    title="Respan scores",
-    description="A panel that draws a log's scores: values within the evaluator's range, pass/fail, choices.",
-    mime_type=PANEL_MIME,
-)
+def decode_json_text(arguments: dict[str, Any], structured: frozenset[str]) -> dict[str, Any]:
+    """Arrays and objects sent as JSON text (some clients do) read as what they hold.
 
-
-def panel_listing(tool: Tool[Any]) -> types.Tool:
-    """The tool as hosts that render MCP Apps see it: tied to the panel by `_meta.ui.resourceUri`."""
-    if tool.name not in PANEL_TOOLS:
-        return tool.listing
-    return tool.listing.model_copy(update={"meta": {"ui": {"resourceUri": PANEL_URI}}})
-
-
-def shows_panel(ctx: ServerRequestContext[Any, Any]) -> bool:
-    """Tie tools to the panel unless the client said what it supports and MCP Apps was not in it.
-
-    A stateless HTTP request may carry no client capabilities at all; the `_meta` is then
-    included, as hosts ignore what they do not render. Results are the same for every host.
+    Only arguments published as an array or object are touched, so a string argument
+    (json_value is JSON text by design) always reaches the model exactly as sent.
     """
-    return ctx.session.client_capabilities is None or client_supports_apps(ctx)
+    decoded = arguments
+    for name in structured & arguments.keys():
+        value = arguments[name]
+        if not isinstance(value, str):
+            continue
+        try:
+            parsed = json.loads(value)
+        except (ValueError, RecursionError):
+            continue  # left as sent: the model says what it expected
+        if isinstance(parsed, list | dict):
+            decoded = decoded if decoded is not arguments else dict(arguments)
+            decoded[name] = parsed
+    return decoded
 
 
 def who(caller: AccessToken) -> dict[str, str]:
@@ -315,11 +292,9 @@ def success(result: BaseModel) -> types.CallToolResult:
 def failure(tool: Tool[Any], error: Exception) -> types.CallToolResult:
     """The one wording of every way a call can fail: what was wrong, and whether anything was sent."""
     if isinstance(error, ValidationError):
-        return text_error(f"{describe_invalid(error, tool.arguments)}. Nothing was sent.")
-    if isinstance(error, ScoreValueError):
-        return text_error(f"{error}. Nothing was sent.")
-    if isinstance(error, RespanError | KeyRefused | NotAScoreError):
-        return text_error(str(error))
+        return text_error(f"{describe_invalid(error, tool.arguments)}. {NOTHING_SENT}")
+    if isinstance(error, RespanError):
+        return text_error(error.for_agent())
     # A fault of ours: the agent still gets a sentence, never the SDK's bare "Error executing tool".
     logger.error("%s failed unexpectedly (%s)", tool.name, type(error).__name__, exc_info=logger.isEnabledFor(logging.DEBUG))
     return text_error(

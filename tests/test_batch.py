@@ -18,12 +18,16 @@ import httpx2
 import pytest
 from mcp import Client
 
+from respan_mcp import client as routes
+from respan_mcp.arguments import LogScoreWrite
 from respan_mcp.batch import MARGIN, _ranges, write_batch
-from respan_mcp.client import RespanClient
+from respan_mcp.client import Caller, RespanClient
 from respan_mcp.config import Config
-from respan_mcp.models import LogScoreWrite
+from respan_mcp.evaluator_cache import EvaluatorCache
 from respan_mcp.retry import RetryPolicy
 from respan_mcp.server import build_server
+from respan_mcp.tools import Call
+from respan_mcp.writes import PreparedWrite
 from tests.conftest import API_KEY
 from tests.fake_api import FakeRespan, RunningFakeRespan
 from tests.test_models import assert_flat
@@ -253,19 +257,33 @@ def engine(answer: Callable[[str, int], Answer] = stored, latency: float = 0.1) 
     return client, api, clock
 
 
-async def unchecked(item: LogScoreWrite) -> dict[str, Any]:
-    return item.request_body()
+async def unchecked(item: LogScoreWrite) -> PreparedWrite:
+    """The item prepared by the core rules alone (no evaluator lookup)."""
+    field, value = item.checked_value()
+    body = item.model_dump(mode="json", exclude_none=True, include={"evaluator_id", "evaluator_slug"}) | {field: value}
+    return PreparedWrite(routes.upsert_log_score(item.log_id, body), field, None)
 
 
 async def run(client: RespanClient, scores: list[Any], **options: Any) -> Any:
     """write_batch with the clock driven; options override deadline 45, 4 in flight, the server's key."""
-    settings: dict[str, Any] = {"check": unchecked, "api_key": None, "deadline": 45.0, "max_in_flight": 4} | options
+    settings: dict[str, Any] = {"api_key": None, "deadline": 45.0, "max_in_flight": 4} | options
+    key = settings.pop("api_key")
+    config = Config(api_key=API_KEY, max_concurrency=settings.pop("max_in_flight"))
+    caller = Caller(key, (key, API_KEY)) if key else Caller(API_KEY, (API_KEY,))
+    call = Call(
+        config,
+        client,
+        EvaluatorCache(client, ttl=300),
+        caller,
+        settings.pop("progress", None),
+        settings.pop("shutting_down", None),
+    )
     clock = client.clock
     assert isinstance(clock, VirtualClock)
     async with anyio.create_task_group() as group:
         group.start_soon(clock.drive)
         with anyio.fail_after(60):  # a failure bound only: on the virtual clock the engine takes no real time
-            result = await write_batch(client, scores, **settings)
+            result = await write_batch(call, scores, prepare=unchecked, **settings)
         group.cancel_scope.cancel()
     return result
 

@@ -10,34 +10,40 @@ import threading
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import anyio
 import httpx2
 import pytest
 
+from respan_mcp import client as routes
+from respan_mcp.answers import parse_retry_after
 from respan_mcp.client import MAX_ANSWER, RespanClient, path_segment
 from respan_mcp.config import DEFAULT_BASE_URL, Config, load_config, normalise_base_url
 from respan_mcp.errors import (
-    AnswerTooLargeError,
     APIConnectionError,
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
-    InvalidIdError,
+    ConnectionSetupError,
+    InternalServerError,
     InvalidKeyError,
     InvalidRequestError,
+    KeyUnusableError,
     MissingAPIKeyError,
     NotFoundError,
     RateLimitError,
     RedirectError,
-    ServerError,
+    UnexpectedAnswerError,
     redact,
     shown,
 )
-from respan_mcp.retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
+from respan_mcp.retry import RETRY_STATUSES, RetryPolicy, retryable
+from respan_mcp.server import KeyPolicy
 
 pytestmark = pytest.mark.anyio
 
@@ -85,9 +91,28 @@ def client_with(
 
     settings = {"api_key": KEY, "max_retries": 3} | config
     cfg = Config(**settings)  # type: ignore[arg-type]
-    policy = retry or RetryPolicy.from_config(cfg, random=lambda: 0.5)
+    policy = retry or replace(RetryPolicy.for_retries(cfg.max_retries), random=lambda: 0.5)
     client = RespanClient(cfg, transport=httpx2.MockTransport(handler), retry=policy, clock=RecordingClock())
     return client, seen
+
+
+def caller_of(client: RespanClient, api_key: str | None = None) -> routes.Caller:
+    """The caller the key policy resolves: the caller's own key (as over HTTP), or the server's."""
+    policy = KeyPolicy(client.config.api_key, allow_server_key=True)
+    return policy.caller({"authorization": f"Bearer {api_key}"} if api_key else None)
+
+
+async def upsert(client: RespanClient, log_id: str, body: dict[str, Any], *, api_key: str | None = None,
+                 policy: RetryPolicy | None = None) -> Any:
+    return await client.send(caller_of(client, api_key), routes.upsert_log_score(log_id, body), policy)
+
+
+async def update(client: RespanClient, score_id: str, body: dict[str, Any], *, api_key: str | None = None) -> Any:
+    return await client.send(caller_of(client, api_key), routes.update_score(score_id, body))
+
+
+async def get(client: RespanClient, score_id: str, *, policy: RetryPolicy | None = None) -> Any:
+    return await client.send(caller_of(client), routes.get_score(score_id), policy)
 
 
 def slept(client: RespanClient) -> list[float]:
@@ -125,7 +150,7 @@ def test_config_repr_hides_key() -> None:
 
 async def test_upsert_sends_bearer_key_user_agent_and_slash() -> None:
     client, seen = client_with(httpx2.Response(201, json=SCORE))
-    assert await client.upsert_log_score("log-1", {"evaluator_slug": "q", "numerical_value": 4}) == SCORE
+    assert await upsert(client, "log-1", {"evaluator_slug": "q", "numerical_value": 4}) == SCORE
     (request,) = seen
     assert request.method == "POST"
     assert str(request.url) == "https://api.respan.ai/api/logs/log-1/scores/"
@@ -136,20 +161,20 @@ async def test_upsert_sends_bearer_key_user_agent_and_slash() -> None:
 
 async def test_update_patches_score_path() -> None:
     client, seen = client_with(httpx2.Response(200, json=SCORE))
-    await client.update_score("score_1", {"numerical_value": 5})
+    await update(client, "score_1", {"numerical_value": 5})
     assert (seen[0].method, seen[0].url.raw_path) == ("PATCH", b"/api/scores/score_1/")
 
 
 async def test_per_call_key_wins() -> None:
     client, seen = client_with(httpx2.Response(200, json=SCORE))
-    await client.update_score("s", {"numerical_value": 1}, api_key="caller-key")
+    await update(client, "s", {"numerical_value": 1}, api_key="caller-key")
     assert seen[0].headers["authorization"] == "Bearer caller-key"
 
 
 @pytest.mark.parametrize("log_id", ["../x", "a/b", "a?b=c", "a#b", "%2e%2e", "x/../../admin", "..."])
 async def test_hostile_ids_stay_in_their_segment(log_id: str) -> None:
     client, seen = client_with(httpx2.Response(201, json=SCORE))
-    await client.upsert_log_score(log_id, {"evaluator_slug": "q", "numerical_value": 1})
+    await upsert(client, log_id, {"evaluator_slug": "q", "numerical_value": 1})
     raw = seen[0].url.raw_path.decode()
     assert raw.startswith("/api/logs/") and raw.endswith("/scores/")
     segment = raw.removeprefix("/api/logs/").removesuffix("/scores/")
@@ -160,29 +185,29 @@ async def test_hostile_ids_stay_in_their_segment(log_id: str) -> None:
 @pytest.mark.parametrize("log_id", ["..", "."])
 async def test_dot_segment_ids_are_refused_unsent(log_id: str) -> None:
     client, seen = client_with(httpx2.Response(201, json=SCORE))
-    with pytest.raises(InvalidIdError, match="not a Respan id"):
-        await client.upsert_log_score(log_id, {"evaluator_slug": "q", "numerical_value": 1})
+    with pytest.raises(InvalidRequestError, match="not a Respan id"):
+        await upsert(client, log_id, {"evaluator_slug": "q", "numerical_value": 1})
     assert seen == []
 
 
 async def test_missing_key_sends_nothing() -> None:
     client, seen = client_with(httpx2.Response(201, json=SCORE), api_key=None)
     with pytest.raises(MissingAPIKeyError, match="RESPAN_API_KEY"):
-        await client.upsert_log_score("l", {"evaluator_slug": "q", "numerical_value": 1})
+        await upsert(client, "l", {"evaluator_slug": "q", "numerical_value": 1})
     assert seen == []
 
 
 async def test_401_is_not_retried_and_says_key_rejected() -> None:
     client, seen = client_with(httpx2.Response(401, json={"detail": "Invalid API key."}))
     with pytest.raises(AuthenticationError, match="rejected the API key.*Invalid API key.*RESPAN_API_KEY") as err:
-        await client.upsert_log_score("l", {"evaluator_slug": "q", "numerical_value": 1})
+        await upsert(client, "l", {"evaluator_slug": "q", "numerical_value": 1})
     assert len(seen) == 1 and KEY not in str(err.value)
 
 
 async def test_404_names_the_log_and_is_not_retried() -> None:
     client, seen = client_with(httpx2.Response(404, json={"detail": "Log not found."}))
     with pytest.raises(NotFoundError, match="Log not found.*log_id 'nope'"):
-        await client.upsert_log_score("nope", {"evaluator_slug": "q", "numerical_value": 1})
+        await upsert(client, "nope", {"evaluator_slug": "q", "numerical_value": 1})
     assert len(seen) == 1
 
 
@@ -201,7 +226,7 @@ async def test_404_names_the_log_and_is_not_retried() -> None:
 async def test_400_passes_on_the_api_field_messages(body: dict, expected: str) -> None:
     client, seen = client_with(httpx2.Response(400, json=body))
     with pytest.raises(BadRequestError) as err:
-        await client.upsert_log_score("l", {"evaluator_slug": "q", "numerical_value": 1})
+        await upsert(client, "l", {"evaluator_slug": "q", "numerical_value": 1})
     assert expected in str(err.value) and len(seen) == 1
 
 
@@ -209,7 +234,7 @@ async def test_503_twice_then_success_recovers() -> None:
     client, seen = client_with(
         httpx2.Response(503, text="busy"), httpx2.Response(503, text="busy"), httpx2.Response(201, json=SCORE)
     )
-    assert await client.upsert_log_score("l", {"evaluator_slug": "q", "numerical_value": 1}) == SCORE
+    assert await upsert(client, "l", {"evaluator_slug": "q", "numerical_value": 1}) == SCORE
     assert len(seen) == 3
     assert slept(client) == [0.25, 0.5]  # the policy's backoff, through the client's clock
 
@@ -217,8 +242,8 @@ async def test_503_twice_then_success_recovers() -> None:
 async def test_html_502_summarised_after_bounded_retries() -> None:
     page = "<html><head><title>502 Bad Gateway</title><style>x{}</style></head><body>" + "<p>nginx</p>" * 500
     client, seen = client_with(httpx2.Response(502, text=page, headers={"content-type": "text/html"}), max_retries=2)
-    with pytest.raises(ServerError) as err:
-        await client.upsert_log_score("l", {"evaluator_slug": "q", "numerical_value": 1})
+    with pytest.raises(InternalServerError) as err:
+        await upsert(client, "l", {"evaluator_slug": "q", "numerical_value": 1})
     assert len(seen) == 3
     assert "502 Bad Gateway" in str(err.value) and "<" not in str(err.value) and len(str(err.value)) < 400
 
@@ -228,7 +253,7 @@ async def test_429_waits_retry_after_from_body() -> None:
         httpx2.Response(429, json={"detail": "Rate limit exceeded", "retry_after": 0.01}),
         httpx2.Response(201, json=SCORE),
     )
-    assert await client.upsert_log_score("l", {"evaluator_slug": "q", "numerical_value": 1}) == SCORE
+    assert await upsert(client, "l", {"evaluator_slug": "q", "numerical_value": 1}) == SCORE
     assert len(seen) == 2
     assert slept(client) == [0.01]  # exactly what Respan asked for
 
@@ -238,7 +263,7 @@ async def test_429_with_long_wait_fails_fast_saying_when() -> None:
         httpx2.Response(429, json={"detail": "Rate limit exceeded", "retry_after": 300}, headers={"Retry-After": "300"})
     )
     with pytest.raises(RateLimitError, match="retry after 300 s") as err:
-        await client.upsert_log_score("l", {"evaluator_slug": "q", "numerical_value": 1})
+        await upsert(client, "l", {"evaluator_slug": "q", "numerical_value": 1})
     assert len(seen) == 1 and err.value.retry_after == 300
     assert slept(client) == []
 
@@ -246,7 +271,7 @@ async def test_429_with_long_wait_fails_fast_saying_when() -> None:
 async def test_read_timeout_says_write_may_have_happened() -> None:
     client, seen = client_with(httpx2.ReadTimeout("slow"), timeout=0.5)
     with pytest.raises(APITimeoutError, match="within 0.5 s.*may or may not have been written.*safe"):
-        await client.upsert_log_score("l", {"evaluator_slug": "q", "numerical_value": 1})
+        await upsert(client, "l", {"evaluator_slug": "q", "numerical_value": 1})
     # Sent but unanswered: tried again by the policy (writes are idempotent), then reported.
     assert len(seen) == 4 and slept(client) == [0.25, 0.5, 1.0]
 
@@ -264,7 +289,7 @@ async def test_retries_stop_where_the_next_try_could_not_end_within_the_budget()
     config = Config(api_key=KEY, timeout=30.0, max_retries=3)
     client = RespanClient(config, transport=httpx2.MockTransport(times_out), retry=FIXED, clock=clock)
     with pytest.raises(APITimeoutError, match="may or may not have been written"):
-        await client.upsert_log_score("l", WRITE)
+        await upsert(client, "l", WRITE)
     assert len(seen) == 1 and clock.slept == []  # 30 s spent; another 30 s try would pass 50 s
     assert FIXED.fits(0.0, 0.25, 30.0) and not FIXED.fits(30.0, 0.25, 30.0)
 
@@ -272,38 +297,45 @@ async def test_retries_stop_where_the_next_try_could_not_end_within_the_budget()
 async def test_connection_error_names_host_after_retries() -> None:
     client, seen = client_with(httpx2.ConnectError("refused"), max_retries=1, base_url="http://127.0.0.1:9")
     with pytest.raises(APIConnectionError, match=r"http://127\.0\.0\.1:9"):
-        await client.upsert_log_score("l", {"evaluator_slug": "q", "numerical_value": 1})
+        await upsert(client, "l", {"evaluator_slug": "q", "numerical_value": 1})
     assert len(seen) == 2
 
 
 async def test_non_json_success_is_an_error() -> None:
     client, _ = client_with(httpx2.Response(200, text="<html>login page</html>"))
-    with pytest.raises(ServerError, match="not JSON"):
-        await client.upsert_log_score("l", {"evaluator_slug": "q", "numerical_value": 1})
+    with pytest.raises(UnexpectedAnswerError, match="not JSON"):
+        await upsert(client, "l", {"evaluator_slug": "q", "numerical_value": 1})
 
 
 # -- the retry policy -------------------------------------------------------------------------------
 
 
+FAILED = InternalServerError("failed", 503)
+
+
+def asked(seconds: float) -> RateLimitError:
+    return RateLimitError("slow down", 429, retry_after=seconds)
+
+
 def test_policy_backs_off_exponentially_with_jitter_up_to_its_cap() -> None:
-    assert [FIXED.delay(attempt, None) for attempt in range(1, 5)] == [0.25, 0.5, 1.0, None]
+    assert [FIXED.delay(FAILED, attempt) for attempt in range(1, 5)] == [0.25, 0.5, 1.0, None]
     capped = RetryPolicy(attempts=20, base=1.0, cap=8.0, random=lambda: 0.5)
-    assert [capped.delay(attempt, None) for attempt in (4, 5, 19)] == [8.0, 8.0, 8.0]
-    assert RetryPolicy(random=lambda: 0.0).delay(1, None) == 0.125  # jitter spans 0.5x ...
-    assert RetryPolicy(random=lambda: 0.999).delay(1, None) == pytest.approx(0.375, abs=1e-3)  # ... to 1.5x
+    assert [capped.delay(FAILED, attempt) for attempt in (4, 5, 19)] == [8.0, 8.0, 8.0]
+    assert RetryPolicy(random=lambda: 0.0).delay(FAILED, 1) == 0.125  # jitter spans 0.5x ...
+    assert RetryPolicy(random=lambda: 0.999).delay(FAILED, 1) == pytest.approx(0.375, abs=1e-3)  # ... to 1.5x
 
 
 def test_policy_honours_retry_after_up_to_max_wait() -> None:
-    assert FIXED.delay(1, 7.0) == 7.0
-    assert FIXED.delay(1, 20.0) == 20.0
-    assert FIXED.delay(1, 20.5) is None  # longer than a call should wait: give up, saying when
-    assert FIXED.delay(4, 1.0) is None  # out of tries
+    assert FIXED.delay(asked(7.0), 1) == 7.0
+    assert FIXED.delay(asked(20.0), 1) == 20.0
+    assert FIXED.delay(asked(20.5), 1) is None  # longer than a call should wait: give up, saying when
+    assert FIXED.delay(asked(1.0), 4) is None  # out of tries
 
 
 def test_policy_comes_from_config() -> None:
-    assert RetryPolicy.from_config(Config(max_retries=0)).attempts == 1
-    assert RetryPolicy.from_config(Config(max_retries=5)).attempts == 6
-    assert FIXED.with_retries(0).attempts == 1 and FIXED.with_retries(None) is FIXED
+    assert RetryPolicy.for_retries(0).attempts == 1
+    assert RetryPolicy.for_retries(5).attempts == 6
+    assert FIXED.once().attempts == 1 and FIXED.once().base == FIXED.base
     assert RETRY_STATUSES == {429, 500, 502, 503, 504}
 
 
@@ -332,7 +364,7 @@ async def test_unreadable_retry_after_falls_back_to_backoff(header: str, status:
         httpx2.Response(status, json={"detail": "Slow down"}, headers={"Retry-After": header}),
         httpx2.Response(201, json=SCORE),
     )
-    assert await client.upsert_log_score("l", WRITE) == SCORE
+    assert await upsert(client, "l", WRITE) == SCORE
     assert len(seen) == 2 and slept(client) == [0.25]
 
 
@@ -341,14 +373,14 @@ async def test_unreadable_header_then_body_retry_after() -> None:
         httpx2.Response(429, json={"detail": "Rate limit exceeded", "retry_after": 3}, headers={"Retry-After": "soon"}),
         httpx2.Response(201, json=SCORE),
     )
-    await client.upsert_log_score("l", WRITE)
+    await upsert(client, "l", WRITE)
     assert slept(client) == [3.0]
 
 
 async def test_persistent_429_without_a_readable_wait_says_when() -> None:
     client, seen = client_with(httpx2.Response(429, text="slow down", headers={"Retry-After": "nan"}), max_retries=1)
     with pytest.raises(RateLimitError, match="retry in a minute") as err:
-        await client.upsert_log_score("l", WRITE)
+        await upsert(client, "l", WRITE)
     assert len(seen) == 2 and err.value.retry_after is None
 
 
@@ -365,20 +397,20 @@ async def test_persistent_429_without_a_readable_wait_says_when() -> None:
 )
 async def test_transient_failures_are_retried_by_the_one_policy(failure: httpx2.Response | Exception) -> None:
     client, seen = client_with(failure, failure, httpx2.Response(201, json=SCORE))
-    assert await client.upsert_log_score("l", WRITE) == SCORE
+    assert await upsert(client, "l", WRITE) == SCORE
     assert len(seen) == 3 and slept(client) == [0.25, 0.5]
 
 
 async def test_reads_retry_by_the_same_policy() -> None:
     client, seen = client_with(httpx2.Response(502, text="bad gateway"), httpx2.Response(200, json=SCORE))
-    assert await client.get_score("score_1") == SCORE
+    assert await get(client, "score_1") == SCORE
     assert len(seen) == 2 and slept(client) == [0.25]
 
 
 async def test_max_retries_per_call_overrides_the_policy() -> None:
     client, seen = client_with(httpx2.Response(503, text="busy"))
-    with pytest.raises(ServerError):
-        await client.get_score("s", max_retries=0)
+    with pytest.raises(InternalServerError):
+        await get(client, "s", policy=client.retry.once())
     assert len(seen) == 1 and slept(client) == []
 
 
@@ -389,7 +421,7 @@ async def test_max_retries_per_call_overrides_the_policy() -> None:
 async def test_request_id_is_kept_on_the_error(header: str) -> None:
     client, _ = client_with(httpx2.Response(400, json={"detail": "Bad value."}, headers={header: "req_7d1c2e"}))
     with pytest.raises(BadRequestError) as err:
-        await client.upsert_log_score("l", WRITE)
+        await upsert(client, "l", WRITE)
     assert err.value.request_id == "req_7d1c2e"
     assert "Bad value." in str(err.value) and "request id req_7d1c2e" in str(err.value)
 
@@ -397,7 +429,7 @@ async def test_request_id_is_kept_on_the_error(header: str) -> None:
 async def test_no_request_id_no_mention() -> None:
     client, _ = client_with(httpx2.Response(404, json={"detail": "Log not found."}))
     with pytest.raises(NotFoundError) as err:
-        await client.upsert_log_score("l", WRITE)
+        await upsert(client, "l", WRITE)
     assert err.value.request_id is None and "request id" not in str(err.value)
 
 
@@ -408,29 +440,32 @@ async def test_no_request_id_no_mention() -> None:
 @pytest.mark.parametrize("whose", ["caller", "configured"])
 async def test_a_key_that_cannot_be_sent_is_refused_unsent_and_unshown(key: str, whose: str) -> None:
     if whose == "caller":
+        if key != key.strip():
+            pytest.skip("a header's token is trimmed of surrounding white space: what remains is a sendable key")
         client, seen = client_with(httpx2.Response(201, json=SCORE))
-        call = client.upsert_log_score("l", WRITE, api_key=key)
+        call = upsert(client, "l", WRITE, api_key=key)
     else:
         client, seen = client_with(httpx2.Response(201, json=SCORE), api_key=key)
-        call = client.upsert_log_score("l", WRITE)
+        call = upsert(client, "l", WRITE)
     with pytest.raises(InvalidKeyError, match="character that cannot be sent") as err:
         await call
     assert seen == [] and key.strip() not in str(err.value)
     assert ("Authorization header" in str(err.value)) == (whose == "caller")
-    assert isinstance(err.value, MissingAPIKeyError)  # no usable key: a batch stops, as for a missing one
+    assert isinstance(err.value, KeyUnusableError)  # no usable key: a batch stops, as for a missing one
 
 
 async def test_a_100000_character_id_is_a_short_error_and_nothing_is_sent() -> None:
     client, seen = client_with(httpx2.Response(201, json=SCORE))
-    with pytest.raises(InvalidRequestError, match="Nothing was sent") as err:
-        await client.upsert_log_score("x" * 100_000, WRITE)
+    with pytest.raises(InvalidRequestError) as err:
+        await upsert(client, "x" * 100_000, WRITE)
+    assert err.value.for_agent().endswith("Nothing was sent.")
     assert seen == [] and len(str(err.value)) < 300 and "xxxxxxxx" not in str(err.value)
 
 
 async def test_an_illegal_header_from_the_transport_is_named_not_shown() -> None:
     client, seen = client_with(httpx2.LocalProtocolError(f"Illegal header value b'Bearer {KEY}'"))
     with pytest.raises(InvalidRequestError, match="character HTTP does not allow") as err:
-        await client.upsert_log_score("l", WRITE)
+        await upsert(client, "l", WRITE)
     assert len(seen) == 1 and KEY not in str(err.value)  # not retried: it cannot get better
 
 
@@ -439,7 +474,7 @@ async def test_a_redirect_is_reported_never_followed(status: int) -> None:
     moved = httpx2.Response(status, headers={"Location": "https://api.elsewhere.example/api/logs/l/scores/"})
     client, seen = client_with(moved, httpx2.Response(201, json=SCORE))
     with pytest.raises(RedirectError) as err:
-        await client.upsert_log_score("l", WRITE)
+        await upsert(client, "l", WRITE)
     message = str(err.value)
     assert "base URL redirects" in message and "RESPAN_BASE_URL" in message and "api.elsewhere.example" in message
     assert len(seen) == 1 and seen[0].url.host == "api.respan.ai"  # the key went nowhere else
@@ -448,9 +483,9 @@ async def test_a_redirect_is_reported_never_followed(status: int) -> None:
 async def test_an_undecodable_answer_is_named() -> None:
     broken = httpx2.Response(200, stream=CountingStream([b"not gzip at all"]), headers={"Content-Encoding": "gzip"})
     client, seen = client_with(broken)
-    with pytest.raises(APIConnectionError, match="could not be decoded"):
-        await client.upsert_log_score("l", WRITE)
-    assert len(seen) == 1
+    with pytest.raises(ConnectionSetupError, match="could not be decoded"):
+        await upsert(client, "l", WRITE)
+    assert len(seen) == 1  # not retried: it cannot get better
 
 
 # -- the timeout bounds the whole request ---------------------------------------------------------------
@@ -508,9 +543,9 @@ async def test_an_answer_dripped_slowly_is_cut_at_the_timeout(method: str) -> No
             with anyio.fail_after(30):  # a failure bound only: each byte comes well within any read timeout
                 with pytest.raises(APITimeoutError, match="did not answer within 0.5 s") as err:
                     if method == "POST":
-                        await client.upsert_log_score("l", WRITE)
+                        await upsert(client, "l", WRITE)
                     else:
-                        await client.get_score("score_1")
+                        await get(client, "score_1")
         finally:
             await client.aclose()
         assert 0 < server.sent < len(DRIPPED)  # it had started answering, and was not read to the end
@@ -547,7 +582,7 @@ def gzip_bomb() -> list[bytes]:
     return [data[i : i + 16384] for i in range(0, len(data), 16384)]
 
 
-def assert_too_large(error: AnswerTooLargeError) -> None:
+def assert_too_large(error: UnexpectedAnswerError) -> None:
     message = str(error)
     assert "larger than 4 MiB" in message and "not read to the end" in message
     assert "reach" not in message and "connect" not in message  # not a network failure
@@ -556,19 +591,19 @@ def assert_too_large(error: AnswerTooLargeError) -> None:
 async def test_a_large_answer_is_refused_while_streaming() -> None:
     body = CountingStream([b"x" * 65536] * 256)  # 16 MiB, no Content-Length
     client, seen = streamed(200, body, **{"Content-Type": "application/json"})
-    with pytest.raises(AnswerTooLargeError) as err:
-        await client.upsert_log_score("l", WRITE)
+    with pytest.raises(UnexpectedAnswerError) as err:
+        await upsert(client, "l", WRITE)
     assert_too_large(err.value)
     assert "The write itself went through" in str(err.value)  # a 2xx to a POST: it was written
     assert body.read <= MAX_ANSWER // 65536 + 1 < len(body.chunks)
-    assert len(seen) == 1 and not err.value.retryable
+    assert len(seen) == 1 and not retryable(err.value)
 
 
 async def test_a_declared_large_answer_is_refused_unread() -> None:
     body = CountingStream([b"x" * 65536] * 80)
     client, _ = streamed(200, body, **{"Content-Length": str(80 * 65536)})
-    with pytest.raises(AnswerTooLargeError) as err:
-        await client.get_score("s")
+    with pytest.raises(UnexpectedAnswerError) as err:
+        await get(client, "s")
     assert_too_large(err.value)
     assert "went through" not in str(err.value) and body.read == 0
 
@@ -578,8 +613,8 @@ async def test_a_gzip_bomb_is_refused_early_and_memory_stays_low(gzip_bomb: list
     client, _ = streamed(200, body, **{"Content-Encoding": "gzip", "Content-Type": "application/json"})
     tracemalloc.start()
     try:
-        with pytest.raises(AnswerTooLargeError) as err:
-            await client.upsert_log_score("l", WRITE)
+        with pytest.raises(UnexpectedAnswerError) as err:
+            await upsert(client, "l", WRITE)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -591,8 +626,8 @@ async def test_a_gzip_bomb_is_refused_early_and_memory_stays_low(gzip_bomb: list
 async def test_an_error_answer_is_bounded_too() -> None:
     body = CountingStream([b"<html>" + b"x" * 65536] * 256)
     client, seen = streamed(502, body, **{"Content-Type": "text/html"})
-    with pytest.raises(AnswerTooLargeError) as err:
-        await client.get_score("s")
+    with pytest.raises(UnexpectedAnswerError) as err:
+        await get(client, "s")
     assert_too_large(err.value)
     assert len(seen) == 1 and body.read < len(body.chunks)
 
@@ -650,7 +685,7 @@ async def test_no_piece_of_a_key_echoed_back_is_ever_shown(whose: str, caplog: p
         answer = httpx2.Response(status, headers=headers, content=body.encode())
         client, seen = client_with(answer, api_key=CANARY, max_retries=1)
         with pytest.raises(Exception) as err:
-            await client.upsert_log_score("l", WRITE, api_key=OTHER if whose == "caller" else None)
+            await upsert(client, "l", WRITE, api_key=OTHER if whose == "caller" else None)
         shown_texts.append(str(err.value))
         assert seen[0].headers["authorization"] == f"Bearer {key}"  # the key really was the one sent
     for text in shown_texts:

@@ -9,9 +9,10 @@ from typing import Any
 import httpx2
 import pytest
 
+from respan_mcp.errors import ScoreValueError
 from respan_mcp.evaluator import Choice, Evaluator, PassingCondition
-from respan_mcp.models import ScoreValueError, ScoreValues
 from respan_mcp.prompts import self_grade_text
+from respan_mcp.values import ScoreValues
 from tests.conftest import API_KEY, LOG_ID
 from tests.fake_api import FakeRespan, RunningFakeRespan
 
@@ -151,14 +152,14 @@ def test_check_describe_and_what_to_send_unchanged() -> None:
     parsed = Evaluator.from_api(MODERN)
     assert parsed.describe() == "evaluator 'quality' is numerical (1 to 5)"
     assert parsed.what_to_send() == "send numerical_value between 1 and 5"
-    parsed.check(ScoreValues(numerical_value=2))  # below the passing condition is still a valid score
+    parsed.check(*ScoreValues(numerical_value=2).checked_value(), None)  # below the passing condition is still a valid score
     with pytest.raises(ScoreValueError, match=r"send numerical_value between 1 and 5 \(got 6\)"):
-        parsed.check(ScoreValues(numerical_value=6))
+        parsed.check(*ScoreValues(numerical_value=6).checked_value(), None)
     tone = evaluator(
         score_value_type="single_select", score_config={"choices": [{"name": "Polite", "value": "polite"}]}
     )
     with pytest.raises(ScoreValueError, match=r"exactly one of 'polite' \(got 'Polite'\)"):
-        tone.check(ScoreValues(categorical_value=["Polite"]))  # the name is for people; the value is sent
+        tone.check(*ScoreValues(categorical_value=["Polite"]).checked_value(), None)  # the name is for people; the value is sent
 
 
 # -- condition_text and passes -------------------------------------------------------------

@@ -9,7 +9,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from respan_mcp.client import RespanClient
+from respan_mcp.client import Caller, RespanClient
 from respan_mcp.config import Config
 from respan_mcp.evaluator_cache import EvaluatorCache
 from respan_mcp.server import build_server
@@ -200,11 +200,11 @@ async def test_list_log_scores_and_get_score(client: Client, fake: FakeRespan) -
 
 async def test_cache_entries_never_cross_keys(api: RunningFakeRespan, fake: FakeRespan) -> None:
     client = RespanClient(Config(api_key=None, base_url=api.url))
-    cache = EvaluatorCache(client)
+    cache = EvaluatorCache(client, ttl=300)
     try:
-        first = await cache.for_write(None, "helpfulness", API_KEY)
-        again = await cache.for_write(None, "helpfulness", API_KEY)
-        other = await cache.for_write(None, "helpfulness", "other-key")
+        first = await cache.lookup((None, "helpfulness"), Caller(API_KEY, (API_KEY,)))
+        again = await cache.lookup((None, "helpfulness"), Caller(API_KEY, (API_KEY,)))
+        other = await cache.lookup((None, "helpfulness"), Caller("other-key", ("other-key",)))
     finally:
         await client.aclose()
     assert first == again == other and first.max_score == 5
@@ -215,12 +215,13 @@ async def test_cache_entries_never_cross_keys(api: RunningFakeRespan, fake: Fake
 async def test_cache_expires_and_stays_bounded(api: RunningFakeRespan, fake: FakeRespan) -> None:
     client = RespanClient(Config(api_key=API_KEY, base_url=api.url))
     expiring = EvaluatorCache(client, ttl=0)
-    bounded = EvaluatorCache(client, max_entries=2)
+    bounded = EvaluatorCache(client, ttl=300, max_entries=2)
+    server = Caller(API_KEY, (API_KEY,))
     try:
-        await expiring.for_write(None, "helpfulness", None)
-        await expiring.for_write(None, "helpfulness", None)
+        await expiring.lookup((None, "helpfulness"), server)
+        await expiring.lookup((None, "helpfulness"), server)
         for slug in ("helpfulness", "is_safe", "tone", "topics"):
-            await bounded.for_write(None, slug, None)
+            await bounded.lookup((None, slug), server)
     finally:
         await client.aclose()
     assert expiring.lookups == 2

@@ -22,8 +22,8 @@ from mcp import Client
 from mcp.types import CallToolResult
 
 from respan_mcp.config import Config
-from respan_mcp.models import VALUE_FIELD_FOR_TYPE, VALUE_FIELDS
 from respan_mcp.server import build_server
+from respan_mcp.values import VALUE_FIELD_FOR_TYPE, VALUE_FIELDS
 
 KEY = "rk-fuzz-key"
 SCORE = {"id": "score_1", "created_at": "2026-11-24T00:00:00Z", "numerical_value": 1.0}

@@ -8,15 +8,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from respan_mcp.models import (
-    VALUE_FIELD_FOR_TYPE,
-    VALUE_FIELDS,
-    LogScoreWrite,
-    ScoreUpdate,
-    ScoreValueError,
-)
+from respan_mcp.arguments import LogScoreWrite, ScoreUpdate
+from respan_mcp.errors import ScoreValueError
 from respan_mcp.results import Score
 from respan_mcp.schema import flat_schema
+from respan_mcp.values import VALUE_FIELD_FOR_TYPE, VALUE_FIELDS
+from respan_mcp.writes import upsert_body
 
 VALUES: dict[str, Any] = {
     "numerical_value": 4.5,
@@ -33,7 +30,7 @@ def write(**fields: Any) -> LogScoreWrite:
 
 @pytest.mark.parametrize("score_value_type, field", sorted(VALUE_FIELD_FOR_TYPE.items()))
 def test_every_type_takes_its_field(score_value_type: str, field: str) -> None:
-    body = write(score_value_type=score_value_type, **{field: VALUES[field]}).request_body()
+    body = upsert_body(write(score_value_type=score_value_type, **{field: VALUES[field]}))[2]
     assert body == {"evaluator_slug": "quality", field: VALUES[field]}
 
 
@@ -41,30 +38,30 @@ def test_every_type_takes_its_field(score_value_type: str, field: str) -> None:
 def test_wrong_pairing_names_the_right_field(score_value_type: str, expected: str) -> None:
     for wrong in (f for f in VALUE_FIELDS if f != expected):
         with pytest.raises(ScoreValueError) as refused:
-            write(score_value_type=score_value_type, **{wrong: VALUES[wrong]}).request_body()
+            upsert_body(write(score_value_type=score_value_type, **{wrong: VALUES[wrong]}))[2]
         assert str(refused.value) == f"score_value_type '{score_value_type}' takes {expected}, not {wrong}"
 
 
 def test_no_value_lists_the_table() -> None:
     with pytest.raises(ScoreValueError, match="no score value given.*boolean -> boolean_value"):
-        write().request_body()
+        upsert_body(write())[2]
 
 
 def test_no_value_with_type_names_its_field() -> None:
     with pytest.raises(ScoreValueError, match="boolean_value for score_value_type 'boolean'"):
-        write(score_value_type="boolean").request_body()
+        upsert_body(write(score_value_type="boolean"))[2]
 
 
 def test_two_value_fields_refused() -> None:
     with pytest.raises(ScoreValueError, match="exactly one value field, got numerical_value and boolean_value"):
-        write(numerical_value=1, boolean_value=True).request_body()
+        upsert_body(write(numerical_value=1, boolean_value=True))[2]
 
 
 def test_evaluator_id_and_slug_exactly_one() -> None:
     with pytest.raises(ScoreValueError, match="got both"):
-        write(evaluator_id="evl_1", numerical_value=1).request_body()
+        upsert_body(write(evaluator_id="evl_1", numerical_value=1))[2]
     with pytest.raises(ScoreValueError, match="got neither"):
-        LogScoreWrite(log_id="l", numerical_value=1).request_body()
+        upsert_body(LogScoreWrite(log_id="l", numerical_value=1))[2]
 
 
 def test_categorical_accepts_json_text() -> None:
@@ -74,27 +71,27 @@ def test_categorical_accepts_json_text() -> None:
 
 def test_single_select_takes_exactly_one_choice() -> None:
     with pytest.raises(ScoreValueError, match="exactly one choice"):
-        write(score_value_type="single_select", categorical_value=["a", "b"]).request_body()
+        upsert_body(write(score_value_type="single_select", categorical_value=["a", "b"]))[2]
     with pytest.raises(ScoreValueError, match="at least one choice"):
-        write(categorical_value=[]).request_body()
+        upsert_body(write(categorical_value=[]))[2]
 
 
 def test_percentage_range() -> None:
     with pytest.raises(ScoreValueError, match="from 0 to 100, got 101"):
-        write(score_value_type="percentage", numerical_value=101).request_body()
+        upsert_body(write(score_value_type="percentage", numerical_value=101))[2]
 
 
 @pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
 def test_non_finite_numbers_refused(number: float) -> None:
     with pytest.raises(ValueError):
-        write(numerical_value=number).request_body()
+        upsert_body(write(numerical_value=number))[2]
 
 
 def test_json_value_must_be_json_text_or_is_encoded() -> None:
     with pytest.raises(ScoreValueError, match="valid JSON text"):
-        write(json_value="not json").request_body()
-    assert json.loads(write(json_value={"a": [1]}).request_body()["json_value"]) == {"a": [1]}
-    assert write(json_value=[1, 2]).request_body()["json_value"] == "[1, 2]"
+        upsert_body(write(json_value="not json"))[2]
+    assert json.loads(upsert_body(write(json_value={"a": [1]}))[2]["json_value"]) == {"a": [1]}
+    assert upsert_body(write(json_value=[1, 2]))[2]["json_value"] == "[1, 2]"
 
 
 @pytest.mark.parametrize(
@@ -113,26 +110,26 @@ def test_a_lax_coercion_is_refused(fields: dict[str, Any], message: str) -> None
 
 
 def test_numbers_and_booleans_sent_as_text_stay_accepted() -> None:
-    assert write(numerical_value="3").request_body()["numerical_value"] == 3.0
-    assert write(boolean_value="false").request_body()["boolean_value"] is False
+    assert upsert_body(write(numerical_value="3"))[2]["numerical_value"] == 3.0
+    assert upsert_body(write(boolean_value="false"))[2]["boolean_value"] is False
 
 
 @pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", '{"a": NaN}', "[Infinity]"])
 def test_json_value_refuses_what_is_not_json(text: str) -> None:
     with pytest.raises(ScoreValueError, match="NaN and Infinity are not JSON"):
-        write(json_value=text).request_body()
+        upsert_body(write(json_value=text))[2]
     with pytest.raises(ScoreValueError, match="NaN and Infinity are not JSON"):
-        write(json_value={"a": float("nan")}).request_body()
+        upsert_body(write(json_value={"a": float("nan")}))[2]
 
 
 @pytest.mark.parametrize("depth", [5_000, 100_000])
 def test_json_value_nested_too_deeply_is_refused(depth: int) -> None:
     with pytest.raises(ScoreValueError, match="nested too deeply"):
-        write(json_value="[" * depth + "]" * depth).request_body()
+        upsert_body(write(json_value="[" * depth + "]" * depth))[2]
 
 
 def test_upsert_body_carries_optional_fields_in_api_names() -> None:
-    body = write(
+    _, _, body = upsert_body(write(
         numerical_value=3,
         timestamp="2026-11-24T10:00:00Z",
         environment="production",
@@ -140,7 +137,7 @@ def test_upsert_body_carries_optional_fields_in_api_names() -> None:
         prompt_version_number=2,
         dataset_id="d1",
         automation_id="a1",
-    ).request_body()
+    ))
     assert body == {
         "evaluator_slug": "quality",
         "numerical_value": 3.0,
@@ -155,7 +152,7 @@ def test_upsert_body_carries_optional_fields_in_api_names() -> None:
 
 def test_update_body_is_only_the_value() -> None:
     update = ScoreUpdate(score_id="s1", score_value_type="text", string_value="better")
-    assert update.request_body() == {"string_value": "better"}
+    assert update.checked_value() == ("string_value", "better")
 
 
 def test_score_parses_leniently_and_drops_nulls() -> None:

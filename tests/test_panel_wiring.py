@@ -12,8 +12,8 @@ from mcp.client.extension import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 
 from respan_mcp.config import Config
-from respan_mcp.panel import PANEL_URI
-from respan_mcp.server import PANEL_TOOLS, build_server
+from respan_mcp.panel import PANEL_TOOLS, PANEL_URI
+from respan_mcp.server import build_server
 from tests.conftest import API_KEY, LOG_ID
 from tests.fake_api import RunningFakeRespan
 
