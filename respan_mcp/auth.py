@@ -27,6 +27,7 @@ from mcp.server.auth.settings import AuthSettings
 from pydantic import Field
 
 from respan_mcp.client import package_version
+from respan_mcp.net import LOOPBACK_TEXT, is_secure_url
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ LEEWAY = 60.0  # seconds of clock skew tolerated on exp/nbf
 REFRESH_INTERVAL = 30.0  # at most one JWKS fetch per this many seconds, however many unknown kids arrive
 KEYS_MAX_AGE = 3600.0  # refetch the key set this often, so a key the provider withdrew stops working
 TIMEOUT = 10.0
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 class SignedInCaller(AccessToken):
@@ -105,11 +105,10 @@ def discovery_urls(issuer: str) -> list[str]:
 
 
 def require_secure(url: str, what: str) -> None:
-    """OAuth 2.1: https everywhere except loopback (tests, a provider on the same machine)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
-        return
-    raise IdentityProviderError(f"{what} {url!r} must be an https:// URL (http:// only on loopback)")
+    """OAuth 2.1: https everywhere except loopback (tests, a provider on the same machine): net.py's rule,
+    the one config.py checks the issuer by at start, so an issuer it let pass is never refused here."""
+    if not is_secure_url(url):
+        raise IdentityProviderError(f"{what} {url!r} must be an https:// URL (http:// only to {LOOPBACK_TEXT})")
 
 
 class IdentityProviderVerifier(TokenVerifier):

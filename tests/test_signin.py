@@ -518,3 +518,21 @@ async def test_the_json_call_line_names_the_caller_and_no_token_shows_anywhere(
         leaked = sorted(p for p in pieces(secret) if p in everything)
         assert not leaked, f"pieces of a token showed: {leaked[:3]}"
     assert [w.headers["authorization"] for w in fake.writes()] == [f"Bearer {API_KEY}"]
+
+
+# -- the issuer URL: one loopback rule at start and in the verifier --------------------------------
+
+
+async def test_an_issuer_on_any_loopback_address_is_served_not_a_traceback(
+    tmp_path: Path, api: RunningFakeRespan
+) -> None:
+    """127.0.0.2 is loopback for the start-up check and for the verifier alike (all of 127.0.0.0/8): the
+    server serves, says not ready while nothing answers there, and never dies with a traceback."""
+    issuer = "http://127.0.0.2:9"  # the discard port: nothing answers
+    with replica(tmp_path, "--transport", "streamable-http", "--oauth-issuer", issuer, env=server_env(api.url)) as running:
+        async with httpx2.AsyncClient(base_url=running.url, timeout=10) as http:
+            assert (await http.get("/healthz")).status_code == 200
+            waiting = await http.get("/readyz")
+        assert running.process.poll() is None, running.stderr()
+    assert waiting.status_code == 503 and "identity provider" in waiting.json()["status"]
+    assert "Traceback" not in running.stderr()
