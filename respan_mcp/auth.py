@@ -12,7 +12,9 @@ A refused token is never logged, whole or in part: only the reason's class is.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,17 +29,20 @@ from mcp.server.auth.settings import AuthSettings
 from pydantic import Field
 
 from respan_mcp.client import package_version
+from respan_mcp.net import LOOPBACK_TEXT, is_secure_url
 
 logger = logging.getLogger(__name__)
 
 # Asymmetric signatures only: `none` and HS* (an HMAC "keyed" with the issuer's public key) never pass.
 ALGORITHMS = ("RS256", "PS256", "ES256")
 KEY_TYPES = {"RS256": "RSA", "PS256": "RSA", "ES256": "EC"}
-LEEWAY = 60.0  # seconds of clock skew tolerated on exp/nbf
+LEEWAY = 60.0  # seconds of clock skew tolerated on exp/nbf, here and in the SDK's own expiry check
 REFRESH_INTERVAL = 30.0  # at most one JWKS fetch per this many seconds, however many unknown kids arrive
+FIRST_LOAD_RETRY = 2.0  # until the keys first load, a fetch may be retried this often: no caller passes before
 KEYS_MAX_AGE = 3600.0  # refetch the key set this often, so a key the provider withdrew stops working
-TIMEOUT = 10.0
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+TIMEOUT = 10.0  # seconds for each phase of a request to the provider (connect, each read)
+DEADLINE = 15.0  # seconds for a whole request to the provider, however slowly it drips its answer
+ANSWER_MAX = 1024 * 1024  # bytes of metadata, keys or introspection answer read at most
 
 
 class SignedInCaller(AccessToken):
@@ -105,11 +110,10 @@ def discovery_urls(issuer: str) -> list[str]:
 
 
 def require_secure(url: str, what: str) -> None:
-    """OAuth 2.1: https everywhere except loopback (tests, a provider on the same machine)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
-        return
-    raise IdentityProviderError(f"{what} {url!r} must be an https:// URL (http:// only on loopback)")
+    """OAuth 2.1: https everywhere except loopback (tests, a provider on the same machine): net.py's rule,
+    the one config.py checks the issuer by at start, so an issuer it let pass is never refused here."""
+    if not is_secure_url(url):
+        raise IdentityProviderError(f"{what} {url!r} must be an https:// URL (http:// only to {LOOPBACK_TEXT})")
 
 
 class IdentityProviderVerifier(TokenVerifier):
@@ -118,7 +122,12 @@ class IdentityProviderVerifier(TokenVerifier):
     JWT access tokens (RFC 9068) are checked locally against the issuer's published keys; any other
     token (an opaque token, or a Respan API key sent by mistake) is asked about at the issuer's
     introspection endpoint (RFC 7662) when `introspection` credentials are given, and refused otherwise.
-    `clock` (seconds since the epoch) is injectable so tests can move time without sleeping.
+    `clock` (seconds since the epoch) is injectable so tests can move time without sleeping, and so
+    are `refresh_interval` (the rate limit on refetching keys) and `deadline` (one request's bound).
+
+    No lock is held across a network call: one fetch runs at a time, and while it does, every other
+    caller goes on with the keys already cached (or is refused at once when there are none), so a
+    slow provider never stalls the callers it is not needed for.
     """
 
     def __init__(
@@ -129,14 +138,17 @@ class IdentityProviderVerifier(TokenVerifier):
         introspection: Introspection | None = None,
         http: httpx2.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
+        refresh_interval: float = REFRESH_INTERVAL,
+        deadline: float = DEADLINE,
     ) -> None:
         require_secure(issuer, "the issuer")
         if introspection and introspection.url:
             require_secure(introspection.url, "the introspection URL")
         self.issuer, self.audience, self.introspection = issuer, audience, introspection
         self._http, self._owns_http = http, http is None
-        self._clock = clock
-        self._lock = anyio.Lock()
+        self._clock, self.refresh_interval, self.deadline = clock, refresh_interval, deadline
+        self._fetching = False  # one fetch at a time; the others do not wait for it
+        self.problem: str | None = "the identity provider's keys are not loaded yet"  # for /readyz
         self._metadata: Mapping[str, Any] | None = None
         self._keys: dict[str | None, dict[str, Any]] = {}  # kid -> public JWK
         self._built: dict[tuple[str | None, str], jwt.PyJWK] = {}
@@ -147,12 +159,12 @@ class IdentityProviderVerifier(TokenVerifier):
 
     async def load(self) -> None:
         """Fetch the issuer's metadata and keys now (at start); raises `IdentityProviderError`."""
-        async with self._lock:
-            self._last_attempt = self._clock()
-            await self._fetch_keys()
+        self._last_attempt = self._clock()
+        await self._fetch_once()
 
     async def ready(self) -> bool:
-        """Whether the issuer's keys are loaded; if not, try again (at most once per REFRESH_INTERVAL)."""
+        """Whether the issuer's keys are loaded; if not, try again unless a fetch is running or was just
+        tried (every FIRST_LOAD_RETRY seconds at most until they first load). `problem` says why not."""
         if self._loaded_at is None:
             await self._refresh()
         return self._loaded_at is not None
@@ -234,8 +246,8 @@ class IdentityProviderVerifier(TokenVerifier):
 
     def _check_times(self, claims: Mapping[str, Any]) -> None:
         now = self._clock()
-        exp, nbf = claims.get("exp"), claims.get("nbf")
-        if not isinstance(exp, (int, float)) or (nbf is not None and not isinstance(nbf, (int, float))):
+        exp, nbf, _ = (_time_claim(claims, name) for name in ("exp", "nbf", "iat"))
+        if exp is None:
             raise Refused("malformed token")
         if now > exp + LEEWAY:
             raise Refused("expired")
@@ -251,12 +263,13 @@ class IdentityProviderVerifier(TokenVerifier):
         client_id = next((c for c in (claims.get(n) for n in ("client_id", "cid", "azp", "appid")) if isinstance(c, str)), subject)
         if not isinstance(client_id, str):
             raise Refused("missing claim")
-        exp = claims.get("exp")
+        exp = _time_claim(claims, "exp")
         return SignedInCaller(
             token=token,
             client_id=client_id,
             scopes=scopes,
-            expires_at=int(exp) if isinstance(exp, (int, float)) else None,
+            # The SDK refuses a token past `expires_at` by its own clock, without leeway: give it ours.
+            expires_at=math.floor(exp + LEEWAY) if exp is not None else None,
             resource=self.audience,
             subject=subject if isinstance(subject, str) else None,
             email=email if isinstance(email, str) else None,
@@ -277,14 +290,12 @@ class IdentityProviderVerifier(TokenVerifier):
         # RFC 6749 §2.3.1: the Basic credentials are form-encoded before base64.
         credentials = (quote(self.introspection.client_id, safe=""), quote(self.introspection.client_secret, safe=""))
         try:
-            response = await self._client().post(
-                url, data={"token": token, "token_type_hint": "access_token"}, auth=credentials, headers={"Accept": "application/json"}
+            answer = await self._fetch_json(
+                "POST", url, data={"token": token, "token_type_hint": "access_token"}, auth=credentials
             )
-            answer = response.json() if response.status_code == 200 else None
-        except (httpx2.HTTPError, ValueError):
-            answer = None
-        if not isinstance(answer, dict):
-            raise Refused("introspection failed")
+        except IdentityProviderError as error:
+            logger.warning("token introspection failed: %s", error)
+            raise Refused("introspection failed") from None
         if answer.get("active") is not True:
             raise Refused("inactive (introspection)")
         if answer.get("iss", self.issuer) != self.issuer:
@@ -309,17 +320,32 @@ class IdentityProviderVerifier(TokenVerifier):
         Returns whether a fetch succeeded, so a flood of made-up kids costs the issuer one
         request per interval at most.
         """
-        async with self._lock:
-            now = self._clock()
-            if self._last_attempt is not None and now - self._last_attempt < REFRESH_INTERVAL:
-                return False
-            self._last_attempt = now
-            try:
-                await self._fetch_keys()
-            except IdentityProviderError as error:
-                logger.warning("could not refresh the identity provider's keys: %s", error)
-                return False
-            return True
+        if self._fetching:
+            return False  # one is running: go on with the keys we have rather than wait for it
+        now = self._clock()
+        interval = self.refresh_interval if self._loaded_at is not None else min(FIRST_LOAD_RETRY, self.refresh_interval)
+        if self._last_attempt is not None and now - self._last_attempt < interval:
+            return False
+        self._last_attempt = now  # set before the first await: concurrent callers see it at once
+        try:
+            await self._fetch_once()
+        except IdentityProviderError as error:
+            logger.warning("could not refresh the identity provider's keys: %s", error)
+            return False
+        return True
+
+    async def _fetch_once(self) -> None:
+        """One fetch of metadata and keys, marked as running so nobody else starts or waits for one."""
+        self._fetching = True
+        try:
+            await self._fetch_keys()
+        except IdentityProviderError as error:
+            if self._loaded_at is None:
+                self.problem = f"the identity provider's keys are not loaded yet: {error}"
+            raise
+        finally:
+            self._fetching = False
+        self.problem = None
 
     async def _fetch_keys(self) -> None:
         if self._metadata is None:
@@ -362,16 +388,50 @@ class IdentityProviderVerifier(TokenVerifier):
         )
 
     async def _get_json(self, url: str) -> dict[str, Any]:
+        return await self._fetch_json("GET", url)
+
+    async def _fetch_json(self, method: str, url: str, **options: Any) -> dict[str, Any]:
+        """A JSON object from the provider, within `deadline` seconds in all and ANSWER_MAX bytes.
+
+        The body is streamed, so an endless or giant answer is cut off at the cap instead of being
+        held in memory, and a provider that drips bytes cannot hold a caller past the deadline.
+        """
+        body = bytearray()
         try:
-            response = await self._client().get(url, headers={"Accept": "application/json"})
+            with anyio.fail_after(self.deadline):
+                async with self._client().stream(
+                    method, url, headers={"Accept": "application/json"}, **options
+                ) as response:
+                    if response.status_code != 200:
+                        raise IdentityProviderError(f"{url} answered {response.status_code}")
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > ANSWER_MAX:
+                            raise IdentityProviderError(f"{url} answered more than {ANSWER_MAX} bytes")
+        except TimeoutError:
+            raise IdentityProviderError(f"{url} did not answer in full within {self.deadline:g} s") from None
         except httpx2.HTTPError as error:
             raise IdentityProviderError(f"{url}: {type(error).__name__}") from None
-        if response.status_code != 200:
-            raise IdentityProviderError(f"{url} answered {response.status_code}")
         try:
-            document = response.json()
+            document = json.loads(body)
         except ValueError:
             raise IdentityProviderError(f"{url} did not answer JSON") from None
         if not isinstance(document, dict):
             raise IdentityProviderError(f"{url} did not answer a JSON object")
         return document
+
+
+def _time_claim(claims: Mapping[str, Any], name: str) -> float | None:
+    """A NumericDate claim (exp, nbf, iat), or None when absent; anything but a finite number is refused."""
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Refused("malformed token")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer past what a float holds
+        raise Refused("malformed token") from None
+    if not math.isfinite(seconds):
+        raise Refused("malformed token")
+    return seconds

@@ -28,10 +28,13 @@ import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend
 from mcp.server.lowlevel import Server
 from mcp.types import CallToolRequestParams, CallToolResult, ListToolsResult, TextContent, Tool
+from starlette.requests import HTTPConnection
 
 from respan_mcp.auth import (
+    KEYS_MAX_AGE,
     REFRESH_INTERVAL,
     IdentityProviderError,
     IdentityProviderVerifier,
@@ -552,3 +555,104 @@ def test_auth_settings_keep_the_issuer_as_spelt(issuer: str) -> None:
     """Hosts compare the issuer named in the resource metadata with the provider's own, character for
     character (RFC 8414): a trailing slash added to a path-less issuer makes them refuse to sign in."""
     assert str(auth_settings(RESOURCE, issuer, [SCOPE]).issuer_url) == issuer
+
+
+# -- a hostile or slow identity provider cannot take sign-in down -----------------------------------
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), pytest.param(10**400, id="huge"), "soon", True, [1]])
+async def test_a_time_claim_that_is_not_a_finite_number_is_refused_not_an_error(claim: str, value: Any) -> None:
+    key = SigningKey.generate()
+    fake = FakeIssuer(issuer_routes(key))
+    async with fake.client() as http, verifier_for(ISSUER, http=http) as verifier:
+        await verifier.load()
+        assert await verifier.verify_token(token_for(key, **{claim: value})) is None  # a 401, never a 500
+        assert await verifier.verify_token(token_for(key)) is not None  # the control: the same token otherwise
+
+
+async def test_a_token_expired_within_the_leeway_passes_the_sdks_own_expiry_check() -> None:
+    """The README's 60 s of clock skew is what the SDK's bearer check applies too, not 0 s."""
+    key = SigningKey.generate()
+    fake = FakeIssuer(issuer_routes(key))
+    async with fake.client() as http, verifier_for(ISSUER, http=http) as verifier:
+        await verifier.load()
+        backend = BearerAuthBackend(verifier)
+
+        async def signed_in(token: str) -> bool:
+            connection = HTTPConnection({"type": "http", "headers": [(b"authorization", f"Bearer {token}".encode())]})
+            return await backend.authenticate(connection) is not None
+
+        now = int(time.time())
+        assert await signed_in(token_for(key, exp=now - 30))
+        assert not await signed_in(token_for(key, exp=now - 120))
+
+
+class SlowIssuer(FakeIssuer):
+    """A FakeIssuer whose answers wait for `release` (never set: it never answers); `body` replaces JSON."""
+
+    def __init__(self, routes: dict[str, tuple[int, Any]], body: bytes | None = None) -> None:
+        super().__init__(routes)
+        self.release, self.body, self.slow = anyio.Event(), body, True
+
+    async def __call__(self, request: httpx2.Request) -> httpx2.Response:  # type: ignore[override]
+        self.seen.append(request)
+        if self.slow:
+            await self.release.wait()
+        status, answer = self.routes.get(str(request.url), (404, {"error": "not found"}))
+        return httpx2.Response(status, content=self.body) if self.body is not None else httpx2.Response(status, json=answer)
+
+
+async def test_a_provider_that_never_answers_fails_the_fetch_at_the_deadline() -> None:
+    slow = SlowIssuer(issuer_routes(SigningKey.generate()))
+    async with slow.client() as http, verifier_for(ISSUER, http=http, deadline=0.2) as verifier:
+        with anyio.fail_after(10):  # a failure bound only: the deadline ends it
+            with pytest.raises(IdentityProviderError, match="within 0.2 s"):
+                await verifier.load()
+        assert not await verifier.ready() and "within 0.2 s" in str(verifier.problem)
+
+
+async def test_an_answer_past_the_size_cap_is_refused_unread() -> None:
+    key = SigningKey.generate()
+    giant = json.dumps({"keys": [key.public_jwk()], "padding": "x" * (2 * 1024 * 1024)}).encode()
+    fake = SlowIssuer(issuer_routes(key), body=giant)
+    fake.slow = False
+    async with fake.client() as http, verifier_for(ISSUER, http=http) as verifier:
+        with pytest.raises(IdentityProviderError, match="more than 1048576 bytes"):
+            await verifier.load()
+
+
+async def test_a_slow_first_fetch_answers_callers_at_once_and_readiness_says_why() -> None:
+    key = SigningKey.generate()
+    slow = SlowIssuer(issuer_routes(key))
+    async with slow.client() as http, verifier_for(ISSUER, http=http) as verifier:
+        async with anyio.create_task_group() as group:
+            group.start_soon(verifier.load)
+            await anyio.wait_all_tasks_blocked()
+            with anyio.fail_after(5):  # nothing here waits for the fetch in flight
+                assert await verifier.verify_token(token_for(key)) is None
+                assert await verifier.ready() is False
+            assert "not loaded yet" in str(verifier.problem)
+            slow.release.set()
+        assert await verifier.ready() is True and verifier.problem is None
+        assert await verifier.verify_token(token_for(key)) is not None
+
+
+async def test_callers_go_on_with_the_cached_keys_while_a_refresh_hangs() -> None:
+    key = SigningKey.generate()
+    slow = SlowIssuer(issuer_routes(key))
+    slow.slow = False
+    clock = Clock()
+    async with slow.client() as http, verifier_for(ISSUER, http=http, clock=clock) as verifier:
+        await verifier.load()
+        slow.slow, slow.release = True, anyio.Event()
+        clock.advance(KEYS_MAX_AGE + 1)  # the keys are due for a refetch: the next caller starts one
+        token = token_for(key, exp=int(clock.now) + 300)
+        async with anyio.create_task_group() as group:
+            group.start_soon(verifier.verify_token, token)
+            await anyio.wait_all_tasks_blocked()
+            assert slow.urls()[-1] == "https://idp.example.test/keys" and len(slow.urls()) == 4  # the refetch, hanging
+            with anyio.fail_after(5):
+                for _ in range(3):
+                    assert await verifier.verify_token(token) is not None
+            slow.release.set()

@@ -164,6 +164,29 @@ def test_a_bad_key_in_the_file_names_the_file_not_the_key(tmp_path: Path) -> Non
     assert_no_piece(message, CANARY)
 
 
+@pytest.mark.parametrize(
+    "placeholder",
+    ["${RESPAN_API_KEY}", "${input:respan-api-key}", "$RESPAN_API_KEY", "%RESPAN_API_KEY%", "your-respan-api-key",
+     "your-key", "<your Respan API key>"],
+)
+def test_a_placeholder_key_is_refused_with_how_to_fix_it(placeholder: str) -> None:
+    """A host that did not expand the variable passes its text on: refused at start, not a 401 per call."""
+    message = refused({"RESPAN_API_KEY": placeholder})
+    assert message.startswith("RESPAN_API_KEY is a placeholder such as ${...}, not a key")
+    assert "export RESPAN_API_KEY" in message and placeholder not in message.replace("${RESPAN_API_KEY}", "")
+
+
+def test_a_placeholder_in_the_credentials_file_names_the_file(tmp_path: Path) -> None:
+    write_credentials(tmp_path, {"default": {"type": "api_key", "apiKey": "${RESPAN_API_KEY}"}})
+    assert refused({"HOME": str(tmp_path)}).startswith(
+        "the key in profile 'default' of ~/.respan/credentials.json is a placeholder"
+    )
+
+
+def test_a_key_that_merely_holds_a_dollar_is_taken() -> None:
+    assert load({"RESPAN_API_KEY": "sk-ab$cd12"}).api_key == "sk-ab$cd12"
+
+
 # --- numbers, choices, booleans ---
 
 
@@ -456,7 +479,8 @@ def test_introspection_names_what_is_missing(given: dict[str, str], missing: str
 
 def test_introspection_url_over_plain_http_is_refused() -> None:
     env = {"RESPAN_OAUTH_INTROSPECTION_URL": "http://login.example.com/introspect", "RESPAN_OAUTH_CLIENT_ID": "i"}
-    assert refused(env | {"RESPAN_OAUTH_CLIENT_SECRET": "s"}, transport="sse", oauth_issuer=ISSUER).startswith(
+    # A secret as short as one character would hide any value holding that character (net.py's one rule).
+    assert refused(env | {"RESPAN_OAUTH_CLIENT_SECRET": "cs-7b1d0e93"}, transport="sse", oauth_issuer=ISSUER).startswith(
         "RESPAN_OAUTH_INTROSPECTION_URL 'http://login.example.com/introspect' must be an https URL"
     )
 
@@ -507,6 +531,7 @@ def run_script(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         (("--port", "70000"), {}, "--port '70000'"),
         (("--log-level", "verbose"), {}, "--log-level 'verbose'"),
         (("--oauth-issuer", ISSUER), {}, "--oauth-issuer applies to the HTTP transports"),
+        ((), {"RESPAN_API_KEY": "${RESPAN_API_KEY}"}, "RESPAN_API_KEY is a placeholder such as ${...}, not a key"),
         (
             (),
             {"RESPAN_BASE_URL": "http://user:hunter2@api.example.com"},
