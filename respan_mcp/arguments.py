@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validat
 
 from respan_mcp.config import BATCH_DEADLINE_MAX, BATCH_DEADLINE_MIN
 from respan_mcp.schema import flat_schema
+from respan_mcp.settings import setting
 from respan_mcp.values import ScoreValues
 
 
@@ -131,7 +132,7 @@ class BatchWrite(BaseModel):
         allow_inf_nan=False,
         description=(
             "Seconds the call may take before it returns, with what is not written yet marked deferred "
-            f"(default 45, from {BATCH_DEADLINE_MIN:g} to {BATCH_DEADLINE_MAX:g}). Keep it under your client's "
+            f"(default {setting('batch_deadline').default_shown()}, from {BATCH_DEADLINE_MIN:g} to {BATCH_DEADLINE_MAX:g}). Keep it under your client's "
             "tool-call timeout."
         ),
     )

@@ -26,7 +26,8 @@ from pydantic import ValidationError
 from respan_mcp.arguments import LogScoreWrite
 from respan_mcp.client import Request
 from respan_mcp.config import BATCH_DEADLINE_MAX, SHUTDOWN_GRACE
-from respan_mcp.errors import RateLimitError, RespanError, redact, refuses_key
+from respan_mcp.errors import RateLimitError, RespanError, refuses_key
+from respan_mcp.net import redact
 from respan_mcp.results import BatchResult, BatchStatus, DryRun, ItemResult, Score
 from respan_mcp.retry import Clock
 from respan_mcp.schema import describe_invalid

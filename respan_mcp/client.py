@@ -25,7 +25,8 @@ import httpx2
 
 from respan_mcp.answers import MIB, answer_too_large, error_from_exception, error_from_response, not_json, request_id
 from respan_mcp.config import Config
-from respan_mcp.errors import InvalidRequestError, NotFoundError, RespanError, UnexpectedAnswerError, redact
+from respan_mcp.errors import InvalidRequestError, NotFoundError, RespanError, UnexpectedAnswerError
+from respan_mcp.net import redact
 from respan_mcp.retry import Clock, EventLoopClock, Retrying, RetryPolicy
 
 logger = logging.getLogger(__name__)

@@ -9,24 +9,19 @@ a failure is worth trying again is the retry policy's call (`retry.py`), made fr
 class alone.
 
 `answers.py` turns what Respan or the transport gave back into these classes, once. Words
-that come from the API (or a proxy in front of it) pass through `redact` before they are
+that come from the API (or a proxy in front of it) pass through `net.redact` before they are
 clipped, so no piece of a key it echoes back can reach an agent or a log.
 """
 
 from __future__ import annotations
 
-import html
-import json
-import string
 from collections.abc import Iterable
-from urllib.parse import quote, quote_plus
+
+from respan_mcp.net import redact
 
 MAX_MESSAGE = 300
 KEY_HELP = "set RESPAN_API_KEY to an API key from the Respan dashboard, or run `respan login`"
 NOTHING_SENT = "Nothing was sent."
-SECRET_PIECE = 8  # no run of this many characters of a key is ever shown
-REDACTED = "[API key]"
-_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 class RespanError(Exception):
@@ -67,12 +62,19 @@ class MissingAPIKeyError(KeyUnusableError):
 class InvalidKeyError(KeyUnusableError):
     """A key that cannot go in an HTTP header (whitespace, control or non-ASCII characters): no usable key."""
 
-    def __init__(self, from_caller: bool) -> None:
+    def __init__(self, from_caller: bool, placeholder: bool = False) -> None:
         where = (
             "check the Authorization header your MCP client sends"
             if from_caller
             else "set RESPAN_API_KEY to the key exactly as the Respan dashboard shows it"
         )
+        if placeholder:
+            super().__init__(
+                "The Authorization header holds a placeholder such as ${RESPAN_API_KEY}, not a key: your MCP client "
+                "did not expand the variable. Set it where the client runs (or write the key into the header), "
+                "then restart the client"
+            )
+            return
         super().__init__(
             "The API key has a character that cannot be sent in an HTTP header (a space, a line break, a control "
             f"or a non-ASCII character): {where}"
@@ -176,47 +178,6 @@ class APITimeoutError(APIConnectionError):
 
 class ConnectionSetupError(RespanError):
     """The connection could not be made in a way no retry fixes (TLS, an undecodable answer)."""
-
-
-# -- redaction -------------------------------------------------------------------------------------
-
-
-def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """`text` with every run of SECRET_PIECE or more characters of any secret replaced by [API key].
-
-    Any piece counts, not only the whole key: an API or proxy may echo a key clipped,
-    URL-encoded (`?token=...`), HTML- or JSON-escaped, or in another letter case. Call it
-    on the whole text before clipping, so a key cut at the clip point is still caught.
-    """
-    pieces = {piece for secret in secrets if secret for piece in _pieces(secret)}
-    if not pieces or not text:
-        return text
-    haystack = text.translate(_ASCII_LOWER)  # not lower(): that may change the length of non-ASCII text
-    hidden = bytearray(len(text))
-    for piece in pieces:
-        start = haystack.find(piece)
-        while start != -1:
-            hidden[start : start + len(piece)] = b"\1" * len(piece)
-            start = haystack.find(piece, start + 1)
-    if not any(hidden):
-        return text
-    out: list[str] = []
-    for index, char in enumerate(text):
-        if not hidden[index]:
-            out.append(char)
-        elif index == 0 or not hidden[index - 1]:
-            out.append(REDACTED)
-    return "".join(out)
-
-
-def _pieces(secret: str) -> set[str]:
-    forms = {secret, quote(secret, safe=""), quote_plus(secret), html.escape(secret), json.dumps(secret)[1:-1]}
-    pieces: set[str] = set()
-    for form in forms:
-        form = form.translate(_ASCII_LOWER)
-        size = min(SECRET_PIECE, len(form))
-        pieces.update(form[i : i + size] for i in range(len(form) - size + 1))
-    return pieces
 
 
 def shown(text: str, secrets: Iterable[str | None], limit: int = MAX_MESSAGE) -> str:

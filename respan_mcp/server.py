@@ -29,9 +29,9 @@ from respan_mcp import panel, reads, writes
 from respan_mcp.calllog import CallLine, CallLog, StatusRecorder
 from respan_mcp.client import Caller, RespanClient, package_version
 from respan_mcp.config import Config
-from respan_mcp.config import _header_safe as header_safe
 from respan_mcp.errors import NOTHING_SENT, InvalidKeyError, KeyRefused, MissingAPIKeyError, RespanError
 from respan_mcp.evaluator_cache import EvaluatorCache
+from respan_mcp.net import header_safe, is_placeholder
 from respan_mcp.prompts import SelfGrade
 from respan_mcp.results import BatchResult
 from respan_mcp.schema import describe_invalid
@@ -91,6 +91,8 @@ class KeyPolicy:
         if headers is not None and not signed_in:
             scheme, _, token = (headers.get("authorization") or "").partition(" ")
             if scheme.lower() == "bearer" and (token := token.strip()):
+                if is_placeholder(token):
+                    raise InvalidKeyError(from_caller=True, placeholder=True)
                 if not header_safe(token):
                     raise InvalidKeyError(from_caller=True)
                 return Caller(token, (token, self.server_key) if self.server_key else (token,))
