@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from respan_mcp.arguments import LogScoreWrite
 from respan_mcp.client import Request
 from respan_mcp.config import BATCH_DEADLINE_MAX, SHUTDOWN_GRACE
-from respan_mcp.errors import RateLimitError, RespanError, refuses_key
+from respan_mcp.errors import PermissionDeniedError, RateLimitError, RespanError, refuses_key
 from respan_mcp.net import redact
 from respan_mcp.results import BatchResult, BatchStatus, DryRun, ItemResult, Score
 from respan_mcp.retry import Clock
@@ -198,7 +198,7 @@ class _Batch:
         try:
             answer = await self.call.client.send(self.call.caller, prepared.request, self)
         except RespanError as exc:
-            if refuses_key(exc):
+            if refuses_key(exc) or isinstance(exc, PermissionDeniedError):  # every other write would be refused too
                 self.stop = exc
             self._decide(index, "failed", str(exc))  # tried as the policy allows: this item fails
             return
