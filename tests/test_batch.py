@@ -457,3 +457,10 @@ async def test_engine_item_errors_never_show_the_key() -> None:
     assert result.failed == 3
     for start in range(len(caller) - 7):
         assert caller[start : start + 8].lower() not in text
+
+
+async def test_engine_a_403_on_a_write_stops_the_batch_with_its_own_message() -> None:
+    client, api, clock = engine(lambda log_id, tries: httpx2.Response(403, json={"detail": "No permission."}))
+    result = await run(client, items(30), max_in_flight=4)
+    assert result.failed == 30 and len(api.arrivals) <= 4
+    assert all("not allowed to do this" in r.error and "rejected" not in r.error for r in result.results)
