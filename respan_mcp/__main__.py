@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the server with a message and exit status 2.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check the configured key against the configured Respan with one read-only request, print one line "
+        "and exit (0: the key works, 1: it does not, 2: a bad setting); nothing is written",
+    )
     for row in flag_rows():
         also = f" (or {row.name})" if row.variables else ""
         # `%` would be read as a format by argparse.
@@ -49,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     flags = vars(parse_args(argv))
+    checking = flags.pop("check")
     try:
         config = load_config(flags=flags)
     except ConfigError as error:
@@ -56,6 +63,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     for warning in config.warnings():
         print(f"respan-mcp: warning: {warning}", file=sys.stderr)
+    if checking:
+        from respan_mcp.check import check  # the SDK's client only now, as for a transport
+
+        status, line = check(config)
+        print(f"respan-mcp: {line}")
+        sys.exit(status)
     try:
         transport_runner(config)(config)
     except KeyboardInterrupt:

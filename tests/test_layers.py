@@ -36,7 +36,7 @@ LAYERS = [
     # the server and its wiring
     "prompts", "panel", "calllog", "server",
     # transports and the command line
-    "auth", "serve_http", "stdio_fds", "stdio_lines", "serve_stdio", "__main__",
+    "auth", "check", "serve_http", "stdio_fds", "stdio_lines", "serve_stdio", "__main__",
 ]
 
 
