@@ -15,7 +15,7 @@ import textwrap
 from collections.abc import Callable
 
 from respan_mcp.config import ENVIRONMENT_VARIABLES, Config, ConfigError, load_config
-from respan_mcp.settings import flag_rows
+from respan_mcp.settings import ACTIONS, flag_rows
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,12 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the server with a message and exit status 2.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="check the configured key against the configured Respan with one read-only request, print one line "
-        "and exit (0: the key works, 1: it does not, 2: a bad setting); nothing is written",
-    )
+    for action in ACTIONS:
+        parser.add_argument(action.flag, action="store_true", help=action.help.replace("%", "%%"))
     for row in flag_rows():
         also = f" (or {row.name})" if row.variables else ""
         # `%` would be read as a format by argparse.

@@ -246,7 +246,26 @@ def markdown_table() -> str:
             row.help,
         )
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    for action in ACTIONS:
+        lines.append("| " + " | ".join(_cell(c) for c in ("", f"`{action.flag}`", "", "", action.help)) + " |")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Action:
+    """A flag that does something once instead of serving (no Config field, no variable)."""
+
+    flag: str
+    help: str
+
+
+ACTIONS: tuple[Action, ...] = (
+    Action(
+        "--check",
+        "check the configured key against the configured Respan with one read-only request, print one line and exit "
+        "(0: the key works, 1: it does not, 2: a bad setting); nothing is written",
+    ),
+)
 
 
 def flag_rows() -> Iterator[Setting]:

@@ -609,11 +609,10 @@ def test_allowed_insecure_http_warns_at_start_and_serves(tmp_path: Path) -> None
     assert done.stderr.startswith("respan-mcp: warning: the base URL 'http://respan.invalid' is plain http")
 
 
-def test_readme_configuration_lists_every_variable_and_flag() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("## Configuration\n", 1)[1].split("\n## ", 1)[0]
-    for name in [*ENVIRONMENT_VARIABLES, *(f"[{flag}" for flag in cli_flags())]:
-        assert name in section, name
+def test_docs_configuration_lists_every_variable_and_flag() -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    for name in [*ENVIRONMENT_VARIABLES, *(f"`{flag}`" for flag in cli_flags() if flag != "--help")]:
+        assert name in page, name
 
 
 def cli_flags() -> list[str]:

@@ -16,7 +16,7 @@ import pytest
 
 from respan_mcp import __main__ as cli
 from respan_mcp.config import ENVIRONMENT_VARIABLES, FLAGS, Config, load_config
-from respan_mcp.settings import END, SETTINGS, START, markdown_table
+from respan_mcp.settings import ACTIONS, END, SETTINGS, START, markdown_table
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 # The interface hosts and deployments rely on: every flag and variable there is, by name.
@@ -59,8 +59,9 @@ def test_configs_defaults_are_the_tables() -> None:
 def test_the_parser_has_exactly_the_tables_flags() -> None:
     parser = cli.build_parser()
     usage = parser.format_usage()
-    assert set(re.findall(r"\[(--[a-z-]+)", usage)) - {"--help"} == set(FLAGS.values()) == STABLE_FLAGS
-    assert set(vars(parser.parse_args([]))) == set(FLAGS)
+    actions = {action.flag for action in ACTIONS}
+    assert set(re.findall(r"\[(--[a-z-]+)", usage)) - {"--help"} - actions == set(FLAGS.values()) == STABLE_FLAGS
+    assert set(vars(parser.parse_args([]))) == set(FLAGS) | {flag.removeprefix("--") for flag in actions}
 
 
 def test_no_default_or_bound_is_written_twice_in_help() -> None:
