@@ -6,7 +6,7 @@ Argument names are the API's own field names. The value fields come from `values
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
@@ -141,3 +141,97 @@ class BatchWrite(BaseModel):
         description="true to check every item and see, per item, whether it is valid, the exact request and "
         "whether its value would pass, without writing anything.",
     )
+
+
+# -- reading logs ------------------------------------------------------------------------------------
+
+# What get_log can show, by Respan's own field names. Content fields are text an agent reads (cut to
+# max_chars); the rest are small. full_request and full_response are the whole exchange, shown only if asked.
+LOG_CONTENT = ("input", "output", "prompt_messages", "completion_message", "tools", "tool_calls")
+LOG_WHOLE_EXCHANGE = ("full_request", "full_response")
+LOG_DETAILS = (
+    "model", "status", "status_code", "error_message", "timestamp", "cost", "latency",
+    "prompt_tokens", "completion_tokens", "total_tokens", "metadata", "scores",
+)
+LOG_IDENTIFIERS = (
+    "trace_unique_id", "span_unique_id", "span_parent_id", "span_name", "span_workflow_name", "environment",
+    "customer_identifier", "custom_identifier", "thread_identifier", "session_identifier", "prompt_id",
+)
+LOG_FIELDS = (*LOG_CONTENT, *LOG_WHOLE_EXCHANGE, *LOG_DETAILS, *LOG_IDENTIFIERS)
+LogField = Literal[LOG_FIELDS]  # type: ignore[valid-type]
+DEFAULT_MAX_CHARS = 4000
+MAX_CHARS = 20_000
+
+
+class GetLog(BaseModel):
+    """Arguments of `get_log`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    log_id: str = Field(min_length=1, description="ID of the log (span) to read: its unique_id, as the score tools take it.")
+    fields: list[LogField] | None = Field(
+        None,
+        min_length=1,
+        description="Which fields to show (default: everything grading needs, which is all but full_request and "
+        "full_response; ask for those by name).",
+    )
+    max_chars: int | None = Field(
+        None,
+        ge=100,
+        le=MAX_CHARS,
+        description=f"Characters shown of each text field, {100} to {MAX_CHARS} (default {DEFAULT_MAX_CHARS}); a longer "
+        "field is cut, and the result says where and how to read on.",
+    )
+    offset: int | None = Field(
+        None, ge=0, description="Character to start each text field from, to read on after a cut (default 0)."
+    )
+
+
+FIND_LOGS_PAGE_MAX = 50
+DEFAULT_WINDOW_DAYS = 7
+
+
+class FindLogs(BaseModel):
+    """Arguments of `find_logs`: every filter given must hold (AND)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    custom_identifier: str | None = Field(None, min_length=1, description="The run's own identifier, e.g. a ticket id.")
+    thread_identifier: str | None = Field(None, min_length=1, description="The conversation thread's identifier.")
+    trace_unique_id: str | None = Field(None, min_length=1, description="The trace's id (32 hex characters for OTel).")
+    customer_identifier: str | None = Field(None, min_length=1, description="The end user's identifier.")
+    prompt_id: str | None = Field(None, min_length=1, description="ID of the prompt the logs used.")
+    span_name: str | None = Field(None, min_length=1, description="The span's name, e.g. 'agent.run'.")
+    environment: str | None = Field(None, min_length=1, description="Environment, e.g. 'production'.")
+    model: str | None = Field(None, min_length=1, description="Model name, e.g. 'gpt-4o'.")
+    status: str | None = Field(None, min_length=1, description="Log status, e.g. 'success' or 'error'.")
+    root_spans_only: bool | None = Field(None, description="true for root spans only (one per traced run).")
+    metadata_key: str | None = Field(
+        None, min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="A metadata key to filter on, with metadata_value."
+    )
+    metadata_value: str | None = Field(None, description="The value metadata_key must have.")
+    current_trace: bool | None = Field(
+        None,
+        description="true for the logs of the trace this request belongs to (from the W3C trace context the MCP "
+        "client sends in _meta.traceparent).",
+    )
+    start_time: datetime | None = Field(
+        None, description=f"Earliest log time, ISO 8601 (default {DEFAULT_WINDOW_DAYS} days before end_time)."
+    )
+    end_time: datetime | None = Field(None, description="Latest log time, ISO 8601 (default now).")
+    page: int | None = Field(None, ge=1, description="Page number, from 1 (default 1).")
+    page_size: int | None = Field(
+        None, ge=1, le=FIND_LOGS_PAGE_MAX, description=f"Logs per page, 1 to {FIND_LOGS_PAGE_MAX} (default {DEFAULT_PAGE_SIZE})."
+    )
+
+    @model_validator(mode="after")
+    def _checked(self) -> FindLogs:
+        if (self.metadata_key is None) != (self.metadata_value is None):
+            raise ValueError("metadata_key and metadata_value go together: give both, or neither")
+        for name in ("start_time", "end_time"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} needs a time zone, e.g. 2026-12-01T00:00:00Z")
+        if self.start_time and self.end_time and self.start_time >= self.end_time:
+            raise ValueError("start_time must be before end_time")
+        return self

@@ -32,6 +32,7 @@ from respan_mcp.retry import Clock, EventLoopClock, Retrying, RetryPolicy
 logger = logging.getLogger(__name__)
 
 MAX_ANSWER = 4 * MIB  # decoded bytes; a score answer is a few KB, a page of 100 scores well under 1 MiB
+MAX_LOG_ANSWER = 64 * MIB  # one whole log (a full request and response) can be tens of MB; read once, then cut
 EVALUATOR_SEARCH_PAGE = 100  # evaluators searched for an exact slug
 
 # What the transport may raise; each becomes a RespanError (answers.error_from_exception).
@@ -66,6 +67,7 @@ class Request:
     not_found: str
     body: dict[str, Any] | None = None
     params: dict[str, Any] | None = None
+    max_answer: int = MAX_ANSWER  # decoded bytes read at most
 
 
 def path_segment(value: str) -> str:
@@ -82,13 +84,37 @@ def path_segment(value: str) -> str:
 # -- the routes ------------------------------------------------------------------------------------
 
 
+# Respan records a span when it ends: a log asked for as its run ends may not be there yet.
+NOT_RECORDED_YET = "if its run ended just now, Respan may not have recorded it yet: try again in a minute"
+
+
 def upsert_log_score(log_id: str, body: dict[str, Any]) -> Request:
     evaluator = "evaluator_id" if "evaluator_id" in body else "evaluator_slug"
     return Request(
         "POST",
         f"/logs/{path_segment(log_id)}/scores/",
-        f"check that log_id '{log_id}' is a log in this Respan project (and the {evaluator})",
+        f"check that log_id '{log_id}' is a log in this Respan project (and the {evaluator}); {NOT_RECORDED_YET}",
         body=body,
+    )
+
+
+def list_logs(filters: dict[str, Any], params: dict[str, Any]) -> Request:
+    """`POST /api/request-logs/list/`: every filter ANDed, paging and the time window in the query."""
+    return Request(
+        "POST",
+        "/request-logs/list/",
+        "check RESPAN_BASE_URL: the log list route was not found",
+        body={"filters": filters, "operator": "AND"},
+        params=params,
+    )
+
+
+def get_log(log_id: str) -> Request:
+    return Request(
+        "GET",
+        f"/request-logs/{path_segment(log_id)}/",
+        f"no log has id '{log_id}' (find_logs finds logs by their identifiers); {NOT_RECORDED_YET}",
+        max_answer=MAX_LOG_ANSWER,
     )
 
 
@@ -238,7 +264,7 @@ class RespanClient:
                 with anyio.fail_after(self.config.timeout if self.config.timeout > 0 else None):
                     response = await self._http.send(built, stream=True)
                     try:
-                        content = await self._read(response, request.method, caller.secrets)
+                        content = await self._read(response, request, caller.secrets)
                     finally:
                         await response.aclose()
         except _TRANSPORT_FAILURES as exc:
@@ -260,20 +286,21 @@ class RespanClient:
         except ValueError:
             raise not_json(answer, caller.secrets) from None
 
-    async def _read(self, response: httpx2.Response, method: str, secrets: tuple[str, ...]) -> bytes:
-        """The decoded body, refused as soon as it passes MAX_ANSWER (a small gzip can inflate to gigabytes).
+    async def _read(self, response: httpx2.Response, request: Request, secrets: tuple[str, ...]) -> bytes:
+        """The decoded body, refused as soon as it passes the request's cap (a small gzip can inflate to gigabytes).
 
-        The raw bytes are decoded here, at most MAX_ANSWER + 1 bytes out of each piece, so memory
+        The raw bytes are decoded here, at most the cap + 1 bytes out of each piece, so memory
         stays bounded whatever one compressed chunk inflates to.
         """
+        method, cap = request.method, request.max_answer
         if response.is_stream_consumed:  # already in memory (a transport that answers with whole bodies)
-            if len(response.content) > MAX_ANSWER:
-                raise answer_too_large(response.status_code, method, MAX_ANSWER, request_id(response, secrets))
+            if len(response.content) > cap:
+                raise answer_too_large(response.status_code, method, cap, request_id(response, secrets))
             return response.content
         declared = response.headers.get("content-length", "")
         decoder = _decoder(response.headers.get("content-encoding", ""))
-        if decoder is None and declared.isdigit() and int(declared) > MAX_ANSWER:
-            raise answer_too_large(response.status_code, method, MAX_ANSWER, request_id(response, secrets))
+        if decoder is None and declared.isdigit() and int(declared) > cap:
+            raise answer_too_large(response.status_code, method, cap, request_id(response, secrets))
         content = bytearray()
         try:
             async for pending in response.aiter_raw():
@@ -282,10 +309,10 @@ class RespanClient:
                         content += pending
                         pending = b""
                     else:
-                        content += decoder.decompress(pending, MAX_ANSWER + 1 - len(content))
+                        content += decoder.decompress(pending, cap + 1 - len(content))
                         pending = decoder.unconsumed_tail
-                    if len(content) > MAX_ANSWER:
-                        raise answer_too_large(response.status_code, method, MAX_ANSWER, request_id(response, secrets))
+                    if len(content) > cap:
+                        raise answer_too_large(response.status_code, method, cap, request_id(response, secrets))
             if decoder is not None:
                 content += decoder.flush()
         except zlib.error as exc:  # a broken gzip: reported like httpx's own decoding errors

@@ -25,7 +25,7 @@ from mcp.server.lowlevel import Server
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
-from respan_mcp import panel, reads, writes
+from respan_mcp import logs, panel, reads, writes
 from respan_mcp.calllog import CallLine, CallLog, StatusRecorder
 from respan_mcp.client import Caller, RespanClient, package_version
 from respan_mcp.config import Config
@@ -40,7 +40,7 @@ from respan_mcp.values import PAIRING_TABLE_TEXT
 
 logger = logging.getLogger(__name__)
 
-TOOLS: tuple[Tool[Any], ...] = (*writes.TOOLS, *reads.TOOLS)
+TOOLS: tuple[Tool[Any], ...] = (*writes.TOOLS, *reads.TOOLS, *logs.TOOLS)
 
 INSTRUCTIONS = f"""\
 Write evaluation scores into Respan. If you do not know an evaluator's type, call list_evaluators
@@ -50,7 +50,9 @@ upsert_log_score creates or updates the score a log has for one evaluator (calli
 that score); update_score changes a score by its id; upsert_log_scores writes many at once. With
 dry_run: true the writes check everything and show the request they would send and whether the value
 would pass, writing nothing. Write results carry is_passed (Respan's verdict) and passing_condition.
-get_score and list_log_scores read scores back; the self_grade prompt walks you through grading a run.
+get_score and list_log_scores read scores back. find_logs finds the run (by its identifiers, or
+current_trace: true for the trace this request belongs to) and get_log reads what it was asked and
+answered, with the scores already on it; the self_grade prompt walks you through grading a run.
 Send exactly one value field, the one the evaluator's score_value_type takes: {PAIRING_TABLE_TEXT}."""
 
 # Headers a proxy adds: their presence means loopback no longer says who the caller is.
@@ -224,7 +226,15 @@ def build_server(
         try:
             parsed = tool.arguments.model_validate(decode_json_text(arguments, tool.structured))
             caller = state.keys.caller(request_headers(ctx), signed_in=signed_in is not None)
-            call = Call(config, state.client, state.evaluators, caller, ctx.session.report_progress, state.shutting_down)
+            call = Call(
+                config,
+                state.client,
+                state.evaluators,
+                caller,
+                ctx.session.report_progress,
+                state.shutting_down,
+                trace_id(ctx.meta),
+            )
             result = await tool.run(call, parsed)
         except Exception as exc:
             if line is not None:
@@ -272,6 +282,20 @@ def decode_json_text(arguments: dict[str, Any], structured: frozenset[str]) -> d
             decoded = decoded if decoded is not arguments else dict(arguments)
             decoded[name] = parsed
     return decoded
+
+
+def trace_id(meta: Mapping[str, Any] | None) -> str | None:
+    """The trace id of the request's W3C trace context (`_meta.traceparent`: version-traceid-spanid-flags), or None.
+
+    An all-zero id is invalid by the spec, and so is anything that is not 32 lower-case hex characters.
+    """
+    parent = meta.get("traceparent") if meta else None
+    if not isinstance(parent, str):
+        return None
+    parts = parent.strip().split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or parts[1] == "0" * 32:
+        return None
+    return parts[1] if all(char in "0123456789abcdef" for char in parts[1]) else None
 
 
 def who(caller: AccessToken) -> dict[str, str]:

@@ -40,6 +40,7 @@ class Call:
     caller: Caller
     progress: Callable[[float, float | None], Awaitable[None]] | None = None
     shutting_down: anyio.Event | None = None  # set when the process must end soon (stdio SIGTERM)
+    trace_id: str | None = None  # the W3C trace id the request carried in _meta.traceparent, if any
 
 
 @dataclass(frozen=True)

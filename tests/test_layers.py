@@ -32,7 +32,7 @@ LAYERS = [
     # the Respan API and what is kept of it
     "client", "evaluator_cache",
     # the tools
-    "tools", "batch", "writes", "reads",
+    "tools", "batch", "writes", "reads", "log_results", "logs",
     # the server and its wiring
     "prompts", "panel", "calllog", "server",
     # transports and the command line

@@ -51,13 +51,16 @@ async def client(api: FakeTransport):
 
 async def test_lists_every_tool_with_titles_annotations_and_flat_schemas(client: Client) -> None:
     tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert set(tools) == {"upsert_log_score", "update_score", "upsert_log_scores", "list_evaluators", "get_evaluator", "list_log_scores", "get_score"}
+    assert set(tools) == {
+        "upsert_log_score", "update_score", "upsert_log_scores", "list_evaluators", "get_evaluator", "list_log_scores",
+        "get_score", "find_logs", "get_log",
+    }
     for tool in tools.values():
         assert tool.title and tool.description
         assert tool.annotations.idempotent_hint is True
         assert tool.annotations.destructive_hint is False
         assert tool.annotations.open_world_hint is True
-        assert tool.annotations.read_only_hint is tool.name.startswith(("list_", "get_"))
+        assert tool.annotations.read_only_hint is tool.name.startswith(("list_", "get_", "find_"))
         assert_flat(tool.input_schema)
         assert_flat(tool.output_schema)
     assert tools["upsert_log_score"].input_schema["required"] == ["log_id"]
@@ -176,7 +179,7 @@ async def test_api_errors_are_clear_tool_errors(status: int, body: dict, message
 
 async def test_without_a_key_tools_list_and_calls_explain(api: FakeTransport) -> None:
     async with Client(build_server(Config(api_key=None), transport=api)) as client:
-        assert len((await client.list_tools()).tools) == 7
+        assert len((await client.list_tools()).tools) == 9
         result = await client.call_tool("upsert_log_score", {"log_id": "l", "evaluator_slug": "q", "numerical_value": 1})
     assert result.is_error and "RESPAN_API_KEY" in result.content[0].text
     assert api.requests == []

@@ -1,7 +1,8 @@
 """The wire form of every tool, held against a committed snapshot, and accepted by every host's schema model.
 
 A schema change is then a reviewed diff of tests/snapshots/tools.json rather than a surprise to
-hosts. To accept a deliberate change: `UPDATE_SNAPSHOT=1 python -m pytest tests/test_tools_snapshot.py`.
+hosts. To accept a deliberate change: `UPDATE_SNAPSHOT=1 python -m pytest tests/test_tools_snapshot.py`
+rewrites the file and fails (so a rewrite never passes unseen); look at the diff, then run it again without.
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ async def live_tools() -> list[dict[str, Any]]:
 async def test_tools_list_matches_the_committed_snapshot() -> None:
     live = await live_tools()
     if os.environ.get("UPDATE_SNAPSHOT") == "1":
-        SNAPSHOT.write_text(json.dumps(live, indent=2, sort_keys=True) + "\n")
+        written = json.dumps(live, indent=2, sort_keys=True) + "\n"
+        changed = not SNAPSHOT.exists() or SNAPSHOT.read_text() != written
+        SNAPSHOT.write_text(written)
+        pytest.fail(f"tests/snapshots/tools.json rewritten ({'changed' if changed else 'unchanged'}): review the diff, "
+                    "then run again without UPDATE_SNAPSHOT")
     committed = json.loads(SNAPSHOT.read_text())
     assert [t["name"] for t in live] == [t["name"] for t in committed]
     for tool, expected in zip(live, committed, strict=True):
