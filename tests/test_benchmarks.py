@@ -1,7 +1,7 @@
 """The benchmark scripts, run in their smoke modes so they cannot rot.
 
 Only that they run and report every figure is checked: timings on a shared machine are
-noise at these sizes, and thresholds belong to the full runs (see README, Performance).
+noise at these sizes, and thresholds belong to the full runs (see docs/performance.md).
 Slow: each starts the stand-in API and both servers as subprocesses.
 """
 

@@ -34,7 +34,8 @@ VERSION = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(),
 SDIST_NEEDS = [
     "pyproject.toml", "README.md", "LICENSE", "manifest.json", "server.json", "Dockerfile", ".dockerignore",
     "deploy/kubernetes/deployment.yaml", "scripts/build-bundle.sh", "benchmarks/run.py", "tests/conftest.py", "tests/fake_api.py",
-    "tests/schemas/server.schema.json",
+    "tests/schemas/server.schema.json", "CHANGELOG.md", "docs/tools.md", "docs/configuration.md", "docs/hosts.md",
+    "docs/architecture.md",
 ]
 
 

@@ -1,7 +1,7 @@
 """Two streamable HTTP replicas behind a real nginx, as a team would run them.
 
 nginx comes from the distribution (`apt-get install nginx-light`); without it these tests
-are skipped with a notice. The config written here is the one the README describes.
+are skipped with a notice. The config written here is the one docs/team.md describes.
 """
 
 from __future__ import annotations
