@@ -10,8 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 import signal
-import time
-from types import FrameType
 from typing import Any
 
 import anyio
@@ -58,21 +56,61 @@ def run(config: Config) -> None:
         port=port,
         log_level=config.log_level.lower(),
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
+        lifespan="on",  # the gate learns from the lifespan's startup when its signal handlers may take over
         log_config=None if config.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
-    anyio.run(_serve, _DrainingServer(uvicorn_config, state, gate), verifier)
+    anyio.run(_serve, uvicorn.Server(uvicorn_config), gate, verifier)
 
 
-async def _serve(server: _DrainingServer, verifier: IdentityProviderVerifier | None) -> None:
-    """uvicorn, with the identity provider's keys fetched beside it (/readyz says 503 until they are)."""
-    server.state.shutting_down = anyio.Event()  # set when draining starts: running batches report early
+async def _serve(server: uvicorn.Server, gate: _DrainGate, verifier: IdentityProviderVerifier | None) -> None:
+    """uvicorn, with the signals taken to drain first, and the identity provider's keys fetched beside it
+    (/readyz says 503 until they are)."""
+    gate.state.shutting_down = anyio.Event()  # set when draining starts: running batches report early
     async with anyio.create_task_group() as group:
         if verifier is not None:
             group.start_soon(_load_keys, verifier)
+        group.start_soon(_drain_on_signal, server, gate)
         await server.serve()
         group.cancel_scope.cancel()
     if verifier is not None:
         await verifier.aclose()
+
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_DRAIN_POLL = 0.1  # seconds between looks at the counts of calls in flight (uvicorn's own loop looks as often)
+
+
+async def _drain_on_signal(server: uvicorn.Server, gate: _DrainGate) -> None:
+    """On SIGTERM or SIGINT: drain, then let uvicorn shut down in its own order; a second signal stops at once.
+
+    Draining: /readyz says 503 and new MCP work is refused (see _DrainGate) while the listener stays
+    open, so a load balancer moves traffic elsewhere, and the calls in flight finish (for at most
+    SHUTDOWN_GRACE seconds); then `should_exit`, uvicorn's public switch, closes the listener and
+    lets open responses complete. uvicorn has no public hook for that first stage: `Server.serve`
+    installs handlers that shut down at once and, afterwards, re-raise the signal (which would end
+    the process by that signal instead of with exit code 0). Handlers installed later replace them,
+    so ours are installed once the app's lifespan has started, which `serve` does after its own.
+    """
+    await gate.started.wait()
+    with anyio.open_signal_receiver(*_SIGNALS) as signals:
+        async with anyio.create_task_group() as group:
+            async for _ in signals:
+                if gate.state.draining:
+                    logger.info("a second signal: stopping now")
+                    server.should_exit = server.force_exit = True
+                    continue
+                logger.info("draining: /readyz says 503; the calls in flight finish (for at most %g s)", SHUTDOWN_GRACE)
+                gate.state.draining = True
+                assert gate.state.shutting_down is not None
+                gate.state.shutting_down.set()
+                group.start_soon(_exit_when_idle, server, gate)
+
+
+async def _exit_when_idle(server: uvicorn.Server, gate: _DrainGate) -> None:
+    with anyio.move_on_after(SHUTDOWN_GRACE):
+        while gate.state.in_flight or gate.in_flight:  # counts without an event to wait on
+            await anyio.sleep(_DRAIN_POLL)
+    server.should_exit = True
 
 
 async def _load_keys(verifier: IdentityProviderVerifier) -> None:
@@ -223,8 +261,12 @@ class _DrainGate:
     def __init__(self, app: Any, state: ServerState, path: str, *, count: bool) -> None:
         self.app, self.state, self.path, self.count = app, state, path, count
         self.in_flight = 0
+        self.started = anyio.Event()  # the app's lifespan has started
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, functools.partial(self._note_startup, send))
+            return
         if scope["type"] != "http" or scope["path"].rstrip("/") != self.path:
             await self.app(scope, receive, send)
             return
@@ -247,34 +289,7 @@ class _DrainGate:
         finally:
             self.in_flight -= self.count
 
-
-class _DrainingServer(uvicorn.Server):
-    """uvicorn, with its signal handling taught to drain first.
-
-    On SIGTERM or SIGINT /readyz says 503, new MCP work is refused (see _DrainGate),
-    and the calls in flight finish (for at most SHUTDOWN_GRACE seconds); then uvicorn's own shutdown
-    closes the listener and lets open responses complete. A second signal stops at once.
-    The signal is not recorded for uvicorn to raise again after shutdown, which would
-    end the process by that signal instead of with exit code 0.
-    """
-
-    def __init__(self, config: uvicorn.Config, state: ServerState, gate: _DrainGate) -> None:
-        super().__init__(config)
-        self.state, self.gate = state, gate
-        self._drain_until: float | None = None
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._drain_until is None:
-            self.state.draining = True
-            self._drain_until = time.monotonic() + SHUTDOWN_GRACE
-        else:
-            self.should_exit = True
-            self.force_exit = sig == signal.SIGINT
-
-    async def on_tick(self, counter: int) -> bool:
-        if self._drain_until is not None and self.state.shutting_down is not None:
-            self.state.shutting_down.set()  # in the event loop, where an anyio.Event may be set
-        if self._drain_until is not None and not self.should_exit:
-            idle = self.state.in_flight == 0 and self.gate.in_flight == 0
-            self.should_exit = idle or time.monotonic() >= self._drain_until
-        return await super().on_tick(counter)
+    async def _note_startup(self, send: Any, message: Any) -> None:
+        await send(message)
+        if message["type"] == "lifespan.startup.complete":
+            self.started.set()
