@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import signal
 from typing import Any
 
 import anyio
@@ -32,7 +31,8 @@ from starlette.types import Receive, Scope, Send
 
 from respan_mcp import calllog
 from respan_mcp.auth import IdentityProviderError, IdentityProviderVerifier, Introspection, auth_settings
-from respan_mcp.config import SHUTDOWN_GRACE, Config, is_loopback
+from respan_mcp.config import Config, is_loopback
+from respan_mcp.http_drain import CLOSE_GRACE, DrainGate, drain_on_signal
 from respan_mcp.server import ServerState, build_server
 
 logger = logging.getLogger(__name__)
@@ -49,68 +49,31 @@ def run(config: Config) -> None:
         calllog.notice(config.log_format, _network_notice(host, config))
     verifier = sign_in(config)
     app = sse_app(server, state, config, verifier) if transport == "sse" else streamable_http_app(server, state, config, verifier)
-    gate = _DrainGate(app, state, config.endpoint, count=transport != "sse")
+    gate = DrainGate(app, state, config.endpoint, count=transport != "sse")
     uvicorn_config = uvicorn.Config(
         gate,
         host=host,
         port=port,
         log_level=config.log_level.lower(),
-        timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
+        timeout_graceful_shutdown=CLOSE_GRACE,
         lifespan="on",  # the gate learns from the lifespan's startup when its signal handlers may take over
         log_config=None if config.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
     anyio.run(_serve, uvicorn.Server(uvicorn_config), gate, verifier)
 
 
-async def _serve(server: uvicorn.Server, gate: _DrainGate, verifier: IdentityProviderVerifier | None) -> None:
+async def _serve(server: uvicorn.Server, gate: DrainGate, verifier: IdentityProviderVerifier | None) -> None:
     """uvicorn, with the signals taken to drain first, and the identity provider's keys fetched beside it
     (/readyz says 503 until they are)."""
     gate.state.shutting_down = anyio.Event()  # set when draining starts: running batches report early
     async with anyio.create_task_group() as group:
         if verifier is not None:
             group.start_soon(_load_keys, verifier)
-        group.start_soon(_drain_on_signal, server, gate)
+        group.start_soon(drain_on_signal, server, gate)
         await server.serve()
         group.cancel_scope.cancel()
     if verifier is not None:
         await verifier.aclose()
-
-
-_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_DRAIN_POLL = 0.1  # seconds between looks at the counts of calls in flight (uvicorn's own loop looks as often)
-
-
-async def _drain_on_signal(server: uvicorn.Server, gate: _DrainGate) -> None:
-    """On SIGTERM or SIGINT: drain, then let uvicorn shut down in its own order; a second signal stops at once.
-
-    Draining: /readyz says 503 and new MCP work is refused (see _DrainGate) while the listener stays
-    open, so a load balancer moves traffic elsewhere, and the calls in flight finish (for at most
-    SHUTDOWN_GRACE seconds); then `should_exit`, uvicorn's public switch, closes the listener and
-    lets open responses complete. uvicorn has no public hook for that first stage: `Server.serve`
-    installs handlers that shut down at once and, afterwards, re-raise the signal (which would end
-    the process by that signal instead of with exit code 0). Handlers installed later replace them,
-    so ours are installed once the app's lifespan has started, which `serve` does after its own.
-    """
-    await gate.started.wait()
-    with anyio.open_signal_receiver(*_SIGNALS) as signals:
-        async with anyio.create_task_group() as group:
-            async for _ in signals:
-                if gate.state.draining:
-                    logger.info("a second signal: stopping now")
-                    server.should_exit = server.force_exit = True
-                    continue
-                logger.info("draining: /readyz says 503; the calls in flight finish (for at most %g s)", SHUTDOWN_GRACE)
-                gate.state.draining = True
-                assert gate.state.shutting_down is not None
-                gate.state.shutting_down.set()
-                group.start_soon(_exit_when_idle, server, gate)
-
-
-async def _exit_when_idle(server: uvicorn.Server, gate: _DrainGate) -> None:
-    with anyio.move_on_after(SHUTDOWN_GRACE):
-        while gate.state.in_flight or gate.in_flight:  # counts without an event to wait on
-            await anyio.sleep(_DRAIN_POLL)
-    server.should_exit = True
 
 
 async def _load_keys(verifier: IdentityProviderVerifier) -> None:
@@ -248,48 +211,3 @@ async def _readyz(state: ServerState, verifier: IdentityProviderVerifier | None,
     if verifier is not None and not await verifier.ready():
         return JSONResponse({"status": "waiting for the identity provider's keys"}, status_code=503)
     return JSONResponse({"status": "ready"})
-
-
-class _DrainGate:
-    """ASGI wrapper: while draining, new MCP work is answered 503, so a proxy retries it on another replica.
-
-    Streamable HTTP requests are counted from arrival to last byte, so draining waits
-    for a request even before its tool call has started. On SSE only new streams are
-    refused: calls on an open stream belong to this replica and are counted as tool calls.
-    """
-
-    def __init__(self, app: Any, state: ServerState, path: str, *, count: bool) -> None:
-        self.app, self.state, self.path, self.count = app, state, path, count
-        self.in_flight = 0
-        self.started = anyio.Event()  # the app's lifespan has started
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await self.app(scope, receive, functools.partial(self._note_startup, send))
-            return
-        if scope["type"] != "http" or scope["path"].rstrip("/") != self.path:
-            await self.app(scope, receive, send)
-            return
-        if self.count and scope["method"] == "GET":
-            # Stateless streamable HTTP has no server-initiated messages to stream; an idle GET stream
-            # would only hold a descriptor and delay shutdown. The spec lets a server answer 405.
-            await Response(status_code=405, headers={"Allow": "POST"})(scope, receive, send)
-            return
-        if self.state.draining:
-            busy = JSONResponse(
-                {"detail": "This replica is shutting down; send the request again (another replica will answer)."},
-                status_code=503,
-                headers={"Retry-After": "1", "Connection": "close"},
-            )
-            await busy(scope, receive, send)
-            return
-        self.in_flight += self.count
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.in_flight -= self.count
-
-    async def _note_startup(self, send: Any, message: Any) -> None:
-        await send(message)
-        if message["type"] == "lifespan.startup.complete":
-            self.started.set()
