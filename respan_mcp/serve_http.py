@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import signal
-import time
-from types import FrameType
 from typing import Any
 
 import anyio
@@ -34,7 +31,8 @@ from starlette.types import Receive, Scope, Send
 
 from respan_mcp import calllog
 from respan_mcp.auth import IdentityProviderError, IdentityProviderVerifier, Introspection, auth_settings
-from respan_mcp.config import SHUTDOWN_GRACE, Config, is_loopback
+from respan_mcp.config import Config, is_loopback
+from respan_mcp.http_drain import CLOSE_GRACE, DrainGate, drain_on_signal
 from respan_mcp.server import ServerState, build_server
 
 logger = logging.getLogger(__name__)
@@ -51,24 +49,27 @@ def run(config: Config) -> None:
         calllog.notice(config.log_format, _network_notice(host, config))
     verifier = sign_in(config)
     app = sse_app(server, state, config, verifier) if transport == "sse" else streamable_http_app(server, state, config, verifier)
-    gate = _DrainGate(app, state, config.endpoint, count=transport != "sse")
+    gate = DrainGate(app, state, config.endpoint, count=transport != "sse")
     uvicorn_config = uvicorn.Config(
         gate,
         host=host,
         port=port,
         log_level=config.log_level.lower(),
-        timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
+        timeout_graceful_shutdown=CLOSE_GRACE,
+        lifespan="on",  # the gate learns from the lifespan's startup when its signal handlers may take over
         log_config=None if config.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
-    anyio.run(_serve, _DrainingServer(uvicorn_config, state, gate), verifier)
+    anyio.run(_serve, uvicorn.Server(uvicorn_config), gate, verifier)
 
 
-async def _serve(server: _DrainingServer, verifier: IdentityProviderVerifier | None) -> None:
-    """uvicorn, with the identity provider's keys fetched beside it (/readyz says 503 until they are)."""
-    server.state.shutting_down = anyio.Event()  # set when draining starts: running batches report early
+async def _serve(server: uvicorn.Server, gate: DrainGate, verifier: IdentityProviderVerifier | None) -> None:
+    """uvicorn, with the signals taken to drain first, and the identity provider's keys fetched beside it
+    (/readyz says 503 until they are)."""
+    gate.state.shutting_down = anyio.Event()  # set when draining starts: running batches report early
     async with anyio.create_task_group() as group:
         if verifier is not None:
             group.start_soon(_load_keys, verifier)
+        group.start_soon(drain_on_signal, server, gate)
         await server.serve()
         group.cancel_scope.cancel()
     if verifier is not None:
@@ -210,71 +211,3 @@ async def _readyz(state: ServerState, verifier: IdentityProviderVerifier | None,
     if verifier is not None and not await verifier.ready():
         return JSONResponse({"status": "waiting for the identity provider's keys"}, status_code=503)
     return JSONResponse({"status": "ready"})
-
-
-class _DrainGate:
-    """ASGI wrapper: while draining, new MCP work is answered 503, so a proxy retries it on another replica.
-
-    Streamable HTTP requests are counted from arrival to last byte, so draining waits
-    for a request even before its tool call has started. On SSE only new streams are
-    refused: calls on an open stream belong to this replica and are counted as tool calls.
-    """
-
-    def __init__(self, app: Any, state: ServerState, path: str, *, count: bool) -> None:
-        self.app, self.state, self.path, self.count = app, state, path, count
-        self.in_flight = 0
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"].rstrip("/") != self.path:
-            await self.app(scope, receive, send)
-            return
-        if self.count and scope["method"] == "GET":
-            # Stateless streamable HTTP has no server-initiated messages to stream; an idle GET stream
-            # would only hold a descriptor and delay shutdown. The spec lets a server answer 405.
-            await Response(status_code=405, headers={"Allow": "POST"})(scope, receive, send)
-            return
-        if self.state.draining:
-            busy = JSONResponse(
-                {"detail": "This replica is shutting down; send the request again (another replica will answer)."},
-                status_code=503,
-                headers={"Retry-After": "1", "Connection": "close"},
-            )
-            await busy(scope, receive, send)
-            return
-        self.in_flight += self.count
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.in_flight -= self.count
-
-
-class _DrainingServer(uvicorn.Server):
-    """uvicorn, with its signal handling taught to drain first.
-
-    On SIGTERM or SIGINT /readyz says 503, new MCP work is refused (see _DrainGate),
-    and the calls in flight finish (for at most SHUTDOWN_GRACE seconds); then uvicorn's own shutdown
-    closes the listener and lets open responses complete. A second signal stops at once.
-    The signal is not recorded for uvicorn to raise again after shutdown, which would
-    end the process by that signal instead of with exit code 0.
-    """
-
-    def __init__(self, config: uvicorn.Config, state: ServerState, gate: _DrainGate) -> None:
-        super().__init__(config)
-        self.state, self.gate = state, gate
-        self._drain_until: float | None = None
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._drain_until is None:
-            self.state.draining = True
-            self._drain_until = time.monotonic() + SHUTDOWN_GRACE
-        else:
-            self.should_exit = True
-            self.force_exit = sig == signal.SIGINT
-
-    async def on_tick(self, counter: int) -> bool:
-        if self._drain_until is not None and self.state.shutting_down is not None:
-            self.state.shutting_down.set()  # in the event loop, where an anyio.Event may be set
-        if self._drain_until is not None and not self.should_exit:
-            idle = self.state.in_flight == 0 and self.gate.in_flight == 0
-            self.should_exit = idle or time.monotonic() >= self._drain_until
-        return await super().on_tick(counter)

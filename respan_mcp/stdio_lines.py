@@ -36,7 +36,9 @@ _ID = rf"(-?(?:0|[1-9]\d*)|{_STRING})"
 # A top-level id: before the first member holding an array or object, or after the last one.
 _ID_FIRST = re.compile(rf'\s*\{{\s*(?:{_MEMBER}\s*,\s*)*"id"\s*:\s*{_ID}\s*[,}}]')
 _ID_LAST = re.compile(rf'[{{,]\s*"id"\s*:\s*{_ID}\s*(?:,\s*{_MEMBER}\s*)*\}}\s*$')
-_QUOTED = re.compile(_STRING)
+# A string, or an unterminated one to the end of the line. It never fails once it has started, so
+# no start is tried twice and stripping strings is one pass over the line whatever it holds.
+_QUOTED_OR_OPEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _BRACKETS = re.compile(r"[\[{]+|[\]}]+")
 _ID_RULE = "id must be a string or an integer"
 
@@ -96,8 +98,8 @@ class Lines:
         return line
 
 
-def check(line: bytes | TooLarge) -> tuple[str, JSONRPCMessage] | Rejected | None:
-    """The line as text, with its message, if the SDK will serve it; else the answer it gets.
+def check(line: bytes | TooLarge) -> JSONRPCMessage | Rejected | None:
+    """The line's message, if the SDK will serve it; else the answer it gets.
 
     None: nothing to answer (a blank line, or a malformed response: JSON-RPC never answers a response).
     """
@@ -120,7 +122,7 @@ def check(line: bytes | TooLarge) -> tuple[str, JSONRPCMessage] | Rejected | Non
         return _diagnose(text)
     if isinstance(message, JSONRPCNotification) and "id" in _object(text):
         return Rejected(INVALID_REQUEST, f"invalid request: {_ID_RULE}", None)  # the SDK took it for a notification
-    return text, message
+    return message
 
 
 def _too_deep(text: str) -> Rejected:
@@ -135,7 +137,8 @@ def _diagnose(text: str) -> Rejected | None:
     except RecursionError:
         return _too_deep(text)
     except json.JSONDecodeError as exc:
-        return Rejected(PARSE_ERROR, f"parse error: the line is not valid JSON ({exc.msg} at character {exc.pos}); "
+        where = f"{exc.msg.removesuffix(' at')} at character {exc.pos}"  # "Unterminated string starting at"
+        return Rejected(PARSE_ERROR, f"parse error: the line is not valid JSON ({where}); "
                         "send one JSON-RPC message per line", _find_id(text))
     if isinstance(message, dict) and "method" not in message and ("result" in message or "error" in message):
         return None
@@ -173,11 +176,15 @@ def _is_id(value: Any) -> bool:
 
 
 def _nests_deeper(text: str, limit: int) -> bool:
-    """Whether arrays and objects nest past `limit` (outside strings); two counts for the common line."""
+    """Whether arrays and objects nest past `limit` (outside strings); two counts for the common line.
+
+    Linear in the line: strings are stripped in one pass (an unterminated one runs to the end, as
+    the parser would read it), then the runs of brackets left are summed once.
+    """
     if text.count("[") + text.count("{") <= limit:
         return False
     depth = 0
-    for run in _BRACKETS.findall(_QUOTED.sub("", text)):
+    for run in _BRACKETS.findall(_QUOTED_OR_OPEN.sub("", text)):
         depth += len(run) if run[0] in "[{" else -len(run)
         if depth > limit:
             return True

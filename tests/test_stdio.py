@@ -24,7 +24,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
-from respan_mcp.stdio_fds import PipeWriter
+from respan_mcp.serve_stdio import write_when_ready
 from respan_mcp.stdio_lines import MAX_DEPTH, MAX_LINE_BYTES, Lines, Rejected, TooLarge, check
 from tests.conftest import LOG_ID, console_script, server_env
 from tests.fake_api import FakeRespan, RunningFakeRespan
@@ -276,6 +276,34 @@ def test_stray_prints_and_children_never_touch_the_wire(stdout: str, tmp_path: P
     assert said.count("child stdin is the null device: True") == 2, said  # a child cannot read the host's lines
 
 
+# A tool that tries to serve stdio a second time, beside the session it is called from.
+SECOND_CLAIM_SERVER = textwrap.dedent("""
+    import anyio
+    from mcp.server.lowlevel import Server
+    from mcp.types import CallToolResult, TextContent
+    from respan_mcp.serve_stdio import serve_stdio
+
+    async def call_tool(ctx, params):
+        try:
+            await serve_stdio(Server("second"))
+        except RuntimeError as exc:
+            return CallToolResult(content=[TextContent(type="text", text=str(exc))])
+        return CallToolResult(content=[TextContent(type="text", text="served twice")])
+
+    anyio.run(serve_stdio, Server("first", on_call_tool=call_tool))
+""")
+
+
+@pytest.mark.slow
+def test_a_second_stdio_session_in_the_process_is_refused_and_the_first_goes_on() -> None:
+    calls = request(2, "tools/call", {"name": "any", "arguments": {}}) + request(3, "ping")
+    answers, _ = serve([sys.executable, "-c", SECOND_CLAIM_SERVER], {"PATH": ""}, OPENING + calls)
+
+    found = by_id(answers)
+    assert "already served over stdio" in found[2]["result"]["content"][0]["text"], found[2]
+    assert found[3]["result"] == {}
+
+
 @pytest.mark.slow  # starts the console script
 def test_stdin_and_stdout_are_handed_back_blocking(api: RunningFakeRespan) -> None:
     # The host shares these pipe ends with the server; the event loop makes them non-blocking while it serves.
@@ -312,12 +340,13 @@ def test_a_host_that_closes_stdout_first_ends_the_server_quietly_at_eof(api: Run
 @pytest.mark.anyio
 async def test_a_write_to_a_full_pipe_waits_for_the_reader_and_loses_nothing() -> None:
     read_end, write_end = os.pipe()
-    text = "x" * 2**20 + "\n"  # far past what a pipe holds (64 KiB on Linux)
+    text = b"x" * 2**20 + b"\n"  # far past what a pipe holds (64 KiB on Linux)
+    os.set_blocking(write_end, False)
     done = anyio.Event()
     try:
         async with anyio.create_task_group() as group:
             async def write() -> None:
-                await PipeWriter(write_end).write(text)
+                await write_when_ready(write_end, text)
                 done.set()
 
             group.start_soon(write)
@@ -328,7 +357,7 @@ async def test_a_write_to_a_full_pipe_waits_for_the_reader_and_loses_nothing() -
             while len(received) < len(text):
                 await anyio.wait_readable(read_end)
                 received += os.read(read_end, 2**16)
-        assert done.is_set() and received == text.encode()
+        assert done.is_set() and received == text
     finally:
         os.close(read_end)
         os.close(write_end)
@@ -407,6 +436,6 @@ def test_lines_come_out_whole_however_stdin_chunks_them(size: int) -> None:
 def test_only_nesting_past_the_limit_is_refused(value: str, served: bool) -> None:
     checked = check(f'{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"v":{value}}}}}'.encode())
     if served:
-        assert isinstance(checked, tuple), checked
+        assert checked is not None and not isinstance(checked, Rejected), checked
     else:
         assert isinstance(checked, Rejected) and "nesting too deep" in checked.message, checked
