@@ -6,7 +6,7 @@ line's size, and a read no signal can end), drops a line it cannot parse without
 writes every answer through two worker-thread hops. So fd 0 and 1 are read and written here, and
 the SDK's `Server.run` gets two plain anyio memory streams.
 
-Each line is checked (`stdio_lines`): a bad one gets its own error answer, a good one goes to the
+Each line is checked (`check`): a bad one gets its own error answer, a good one goes to the
 server. stdin may be a pipe, a terminal, a regular file or /dev/null; it is read to its end.
 The end comes when stdin ends, or with SIGTERM or SIGINT. Either way reading stops, `on_stop` is
 called, the requests already read are answered (for at most `SHUTDOWN_GRACE` seconds), and only
@@ -15,46 +15,62 @@ are counted, not tool calls, so a request read but not started, and a call retur
 written, are both waited for. A second signal stops at once. A host that closes stdout first loses
 the answers, and the server ends quietly (exit 0) when stdin does.
 
-The file-descriptor rules are the SDK's, copied on purpose (`_claim_fd` in mcp/server/stdio.py):
-the wire is served from a private duplicate above the standard range, closed on exec; while
-serving, fd 0 points at the null device and fd 1 at stderr, so a child reads an empty stdin and a
-stray print lands on stderr; on the way out both point at the wire again, and a second claim in
-this process is refused (by our own registry: the SDK's is private, so it does not see a concurrent
-SDK `stdio_server`). Beyond the SDK: the blocking mode the event loop changes is handed back as it
-was. On Windows fd 0 and 1 are served in place.
+The file-descriptor rules are the SDK's, copied on purpose (`stdio_process.py`, with the signals). What runs for every
+line lives here (splitting, the check a good line passes); what only a bad line needs (its
+diagnosis, its id) lives in `stdio_lines.py`, so a warm call crosses one transport module.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import stat
 import sys
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 from mcp.server.lowlevel import Server
 from mcp.shared.message import SessionMessage
-from mcp.types import ErrorData, JSONRPCError, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse, RequestId
+from mcp.types import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    ErrorData,
+    JSONRPCError,
+    JSONRPCMessage,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    RequestId,
+    jsonrpc_message_adapter,
+)
+from pydantic import ValidationError
 
 from respan_mcp import calllog
 from respan_mcp.config import SHUTDOWN_GRACE, Config
 from respan_mcp.server import ServerState, build_server
-from respan_mcp.stdio_lines import Lines, Rejected, TooLarge, check
+from respan_mcp.stdio_lines import (
+    ID_RULE,
+    ID_WINDOW,
+    MAX_DEPTH,
+    MAX_LINE_BYTES,
+    Rejected,
+    TooLarge,
+    as_object,
+    diagnose,
+    find_id,
+    nests_deeper,
+    too_deep,
+)
+from respan_mcp.stdio_process import claimed, open_null, open_stderr, stop_on_signal
 
 if sys.platform != "win32":
-    import fcntl
+    pass
 
 logger = logging.getLogger(__name__)
 
 _CHUNK = 2**16
-_claims: set[int] = set()  # the standard fds being served; a second claim is refused
-_claims_lock = threading.Lock()
 
 
 def run(config: Config) -> None:
@@ -77,15 +93,80 @@ async def serve_stdio(server: Server[Any], *, on_stop: Callable[[], None] | None
 
     `on_stop` is called once, when reading stops and before the answers still owed are waited for.
     """
-    with _claimed(0, _open_null) as stdin, _claimed(1, _open_stderr) as stdout:
+    with claimed(0, open_null) as stdin, claimed(1, open_stderr) as stdout:
         wire = _Wire(stdin, stdout, on_stop)
         async with anyio.create_task_group() as group:
-            group.start_soon(_stop_on_signal, wire, group.cancel_scope)
+            group.start_soon(stop_on_signal, wire.stop_reading, group.cancel_scope)
             async with anyio.create_task_group() as session:
                 session.start_soon(wire.read)
                 session.start_soon(wire.write)
                 await server.run(wire.from_host, wire.to_host, server.create_initialization_options())
             group.cancel_scope.cancel()
+
+
+class Lines:
+    """Splits stdin's bytes into lines, never holding more than MAX_LINE_BYTES of one."""
+
+    def __init__(self) -> None:
+        self._line = bytearray()
+        self._over: TooLarge | None = None
+
+    def feed(self, chunk: bytes) -> list[bytes | TooLarge]:
+        """The lines `chunk` completes."""
+        lines: list[bytes | TooLarge] = []
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            self._add(chunk[start:end])
+            lines.append(self._take())
+            start = end + 1
+        self._add(chunk[start:])
+        return lines
+
+    def rest(self) -> list[bytes | TooLarge]:
+        """The last line, when the input does not end with a newline."""
+        return [self._take()] if self._line or self._over else []
+
+    def _add(self, part: bytes) -> None:
+        if self._over is not None:
+            self._over = TooLarge(self._over.head, (self._over.tail + part)[-ID_WINDOW:])
+        elif len(self._line) + len(part) > MAX_LINE_BYTES:
+            line = self._line + part
+            self._over = TooLarge(bytes(line[:ID_WINDOW]), bytes(line[-ID_WINDOW:]))
+            self._line = bytearray()
+        else:
+            self._line += part
+
+    def _take(self) -> bytes | TooLarge:
+        line: bytes | TooLarge = self._over or bytes(self._line)
+        self._line, self._over = bytearray(), None
+        return line
+
+
+def check(line: bytes | TooLarge) -> JSONRPCMessage | Rejected | None:
+    """The line's message, if the SDK will serve it; else the answer it gets.
+
+    None: nothing to answer (a blank line, or a malformed response: JSON-RPC never answers a response).
+    """
+    if isinstance(line, TooLarge):
+        text = (line.head + b"\n" + line.tail).decode("utf-8", errors="replace")
+        return Rejected(PARSE_ERROR, f"request too large: a line may hold at most {MAX_LINE_BYTES} bytes "
+                        f"({MAX_LINE_BYTES // 2**20} MiB); send less in one request", find_id(text))
+    if not line.strip(b" \t\r"):
+        return None  # framing noise, not a message: there is nothing to answer
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejected(PARSE_ERROR, f"parse error: the line is not valid UTF-8 (byte {exc.start}); "
+                        "send JSON text encoded as UTF-8", find_id(line.decode("utf-8", errors="replace")))
+    if text.count("[") + text.count("{") > MAX_DEPTH and nests_deeper(text, MAX_DEPTH):
+        return too_deep(text)
+    try:
+        message = jsonrpc_message_adapter.validate_json(text, by_name=False)  # as the SDK's reader will
+    except ValidationError:
+        return diagnose(text)
+    if isinstance(message, JSONRPCNotification) and "id" in as_object(text):
+        return Rejected(INVALID_REQUEST, f"invalid request: {ID_RULE}", None)  # the SDK took it for a notification
+    return message
 
 
 class _Wire:
@@ -163,7 +244,7 @@ class _Wire:
         mode = os.fstat(fd).st_mode
         pollable = os.name == "posix" and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd))
         if pollable:
-            os.set_blocking(fd, False)  # `_claimed` restores it
+            os.set_blocking(fd, False)  # `claimed` restores it
         while not self._stopped:
             with anyio.CancelScope() as self._read_scope:
                 try:
@@ -186,7 +267,7 @@ class _Wire:
         fd = self._stdout
         pollable = fd is not None and _own_pipe(fd)
         if fd is not None and pollable:
-            os.set_blocking(fd, False)  # `_claimed` restores it
+            os.set_blocking(fd, False)  # `claimed` restores it
         async with self._from_server:
             async for item in self._from_server:
                 if fd is not None:
@@ -234,78 +315,3 @@ def _own_pipe(fd: int) -> bool:
         return not os.path.samestat(mode, os.fstat(2))
     except OSError:
         return True  # no stderr
-
-
-async def _stop_on_signal(wire: _Wire, scope: anyio.CancelScope) -> None:
-    try:
-        receiver = anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT)
-    except NotImplementedError:  # Windows: the host closes stdin instead
-        return
-    with receiver as signals:
-        async for _ in signals:
-            logger.info(
-                "stopping: answering the requests already read (for at most %g s); a second signal stops at once",
-                SHUTDOWN_GRACE,
-            )
-            wire.stop_reading()
-            break
-        with anyio.move_on_after(SHUTDOWN_GRACE + 5):  # the graceful end normally cancels this wait
-            async for _ in signals:
-                break  # a second signal: stop now
-        scope.cancel()
-
-
-@contextmanager
-def _claimed(fd: int, divert: Callable[[], int]) -> Iterator[int | None]:
-    """A private copy of standard `fd` for the wire while `fd` points at what `divert` opens; then as it was.
-
-    None: `fd` is not open. Raises RuntimeError when `fd` is already claimed in this process.
-    A failed restore keeps the claim, so a later claim is refused rather than handed the diversion.
-    """
-    if sys.platform == "win32":
-        yield fd
-        return
-    with _claims_lock:
-        if fd in _claims:
-            raise RuntimeError(f"fd {fd} is already served over stdio in this process; serve one host at a time")
-        _claims.add(fd)
-    try:
-        private = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
-    except OSError:  # not open: nothing to serve
-        try:
-            yield None
-        finally:
-            _release(fd)
-        return
-    blocking = os.get_blocking(private)
-    try:
-        diversion = divert()
-        try:
-            os.dup2(diversion, fd)
-        finally:
-            os.close(diversion)
-    except OSError:
-        logger.warning("could not divert fd %d: a child process or a stray print may reach the wire", fd)
-    try:
-        yield private
-    finally:
-        os.set_blocking(private, blocking)
-        os.dup2(private, fd)  # when this fails, the claim is kept
-        os.close(private)
-        _release(fd)
-
-
-def _release(fd: int) -> None:
-    with _claims_lock:
-        _claims.discard(fd)
-
-
-def _open_null() -> int:
-    return os.open(os.devnull, os.O_RDONLY)
-
-
-def _open_stderr() -> int:
-    try:
-        return os.dup(2)
-    except OSError:
-        return os.open(os.devnull, os.O_WRONLY)

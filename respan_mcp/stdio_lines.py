@@ -19,17 +19,13 @@ from typing import Any
 from mcp.types import (
     INVALID_REQUEST,
     PARSE_ERROR,
-    JSONRPCMessage,
-    JSONRPCNotification,
     RequestId,
-    jsonrpc_message_adapter,
 )
-from pydantic import ValidationError
 
 MAX_LINE_BYTES = 16 * 2**20  # a full batch fits many times over; a runaway writer does not exhaust memory
 MAX_DEPTH = 128  # levels of arrays and objects in a line; the SDK's parser drops a line, silently, near 200
 
-_ID_WINDOW = 4096  # characters at each end of a bad line searched for its id
+ID_WINDOW = 4096  # characters at each end of a bad line searched for its id
 _STRING = r'"[^"\\]*(?:\\.[^"\\]*)*"'
 _MEMBER = rf"{_STRING}\s*:\s*(?:{_STRING}|[-+.\w]+)"  # a member whose value is a string, number or literal
 _ID = rf"(-?(?:0|[1-9]\d*)|{_STRING})"
@@ -40,7 +36,7 @@ _ID_LAST = re.compile(rf'[{{,]\s*"id"\s*:\s*{_ID}\s*(?:,\s*{_MEMBER}\s*)*\}}\s*$
 # no start is tried twice and stripping strings is one pass over the line whatever it holds.
 _QUOTED_OR_OPEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _BRACKETS = re.compile(r"[\[{]+|[\]}]+")
-_ID_RULE = "id must be a string or an integer"
+ID_RULE = "id must be a string or an integer"
 
 
 @dataclass(frozen=True)
@@ -60,86 +56,21 @@ class Rejected:
     id: RequestId | None
 
 
-class Lines:
-    """Splits stdin's bytes into lines, never holding more than MAX_LINE_BYTES of one."""
-
-    def __init__(self) -> None:
-        self._line = bytearray()
-        self._over: TooLarge | None = None
-
-    def feed(self, chunk: bytes) -> list[bytes | TooLarge]:
-        """The lines `chunk` completes."""
-        lines: list[bytes | TooLarge] = []
-        start = 0
-        while (end := chunk.find(b"\n", start)) >= 0:
-            self._add(chunk[start:end])
-            lines.append(self._take())
-            start = end + 1
-        self._add(chunk[start:])
-        return lines
-
-    def rest(self) -> list[bytes | TooLarge]:
-        """The last line, when the input does not end with a newline."""
-        return [self._take()] if self._line or self._over else []
-
-    def _add(self, part: bytes) -> None:
-        if self._over is not None:
-            self._over = TooLarge(self._over.head, (self._over.tail + part)[-_ID_WINDOW:])
-        elif len(self._line) + len(part) > MAX_LINE_BYTES:
-            line = self._line + part
-            self._over = TooLarge(bytes(line[:_ID_WINDOW]), bytes(line[-_ID_WINDOW:]))
-            self._line = bytearray()
-        else:
-            self._line += part
-
-    def _take(self) -> bytes | TooLarge:
-        line: bytes | TooLarge = self._over or bytes(self._line)
-        self._line, self._over = bytearray(), None
-        return line
-
-
-def check(line: bytes | TooLarge) -> JSONRPCMessage | Rejected | None:
-    """The line's message, if the SDK will serve it; else the answer it gets.
-
-    None: nothing to answer (a blank line, or a malformed response: JSON-RPC never answers a response).
-    """
-    if isinstance(line, TooLarge):
-        text = (line.head + b"\n" + line.tail).decode("utf-8", errors="replace")
-        return Rejected(PARSE_ERROR, f"request too large: a line may hold at most {MAX_LINE_BYTES} bytes "
-                        f"({MAX_LINE_BYTES // 2**20} MiB); send less in one request", _find_id(text))
-    if not line.strip(b" \t\r"):
-        return None  # framing noise, not a message: there is nothing to answer
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return Rejected(PARSE_ERROR, f"parse error: the line is not valid UTF-8 (byte {exc.start}); "
-                        "send JSON text encoded as UTF-8", _find_id(line.decode("utf-8", errors="replace")))
-    if _nests_deeper(text, MAX_DEPTH):
-        return _too_deep(text)
-    try:
-        message = jsonrpc_message_adapter.validate_json(text, by_name=False)  # as the SDK's reader will
-    except ValidationError:
-        return _diagnose(text)
-    if isinstance(message, JSONRPCNotification) and "id" in _object(text):
-        return Rejected(INVALID_REQUEST, f"invalid request: {_ID_RULE}", None)  # the SDK took it for a notification
-    return message
-
-
-def _too_deep(text: str) -> Rejected:
+def too_deep(text: str) -> Rejected:
     return Rejected(PARSE_ERROR, f"nesting too deep: a request may nest arrays and objects at most {MAX_DEPTH} "
-                    "levels deep; send a flatter value", _find_id(text))
+                    "levels deep; send a flatter value", find_id(text))
 
 
-def _diagnose(text: str) -> Rejected | None:
+def diagnose(text: str) -> Rejected | None:
     """What is wrong with a line the SDK would drop, in words the sender can act on."""
     try:
         message = json.loads(text)
     except RecursionError:
-        return _too_deep(text)
+        return too_deep(text)
     except json.JSONDecodeError as exc:
         where = f"{exc.msg.removesuffix(' at')} at character {exc.pos}"  # "Unterminated string starting at"
         return Rejected(PARSE_ERROR, f"parse error: the line is not valid JSON ({where}); "
-                        "send one JSON-RPC message per line", _find_id(text))
+                        "send one JSON-RPC message per line", find_id(text))
     if isinstance(message, dict) and "method" not in message and ("result" in message or "error" in message):
         return None
     request_id = message.get("id") if isinstance(message, dict) and _is_id(message.get("id")) else None
@@ -157,13 +88,13 @@ def _problems(message: Any) -> list[str]:
     if not isinstance(message.get("method"), str):
         problems.append("method must be a string" if "method" in message else "method is missing")
     if "id" in message and not _is_id(message["id"]):
-        problems.append(_ID_RULE)
+        problems.append(ID_RULE)
     if message.get("params") is not None and not isinstance(message["params"], dict):
         problems.append("params must be an object")
     return problems or ["not a JSON-RPC 2.0 request or notification"]
 
 
-def _object(text: str) -> dict[str, Any]:
+def as_object(text: str) -> dict[str, Any]:
     try:
         message = json.loads(text)
     except ValueError:
@@ -175,14 +106,12 @@ def _is_id(value: Any) -> bool:
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
-def _nests_deeper(text: str, limit: int) -> bool:
-    """Whether arrays and objects nest past `limit` (outside strings); two counts for the common line.
+def nests_deeper(text: str, limit: int) -> bool:
+    """Whether arrays and objects nest past `limit` (outside strings), for a line with more brackets than that.
 
     Linear in the line: strings are stripped in one pass (an unterminated one runs to the end, as
     the parser would read it), then the runs of brackets left are summed once.
     """
-    if text.count("[") + text.count("{") <= limit:
-        return False
     depth = 0
     for run in _BRACKETS.findall(_QUOTED_OR_OPEN.sub("", text)):
         depth += len(run) if run[0] in "[{" else -len(run)
@@ -191,9 +120,9 @@ def _nests_deeper(text: str, limit: int) -> bool:
     return False
 
 
-def _find_id(text: str) -> RequestId | None:
+def find_id(text: str) -> RequestId | None:
     """The id of a line that cannot be parsed, if it stands at either end of it (else None)."""
-    match = _ID_FIRST.match(text, 0, _ID_WINDOW) or _ID_LAST.search(text, max(0, len(text) - _ID_WINDOW))
+    match = _ID_FIRST.match(text, 0, ID_WINDOW) or _ID_LAST.search(text, max(0, len(text) - ID_WINDOW))
     if match is None:
         return None
     try:

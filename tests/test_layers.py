@@ -36,7 +36,7 @@ LAYERS = [
     # the server and its wiring
     "prompts", "panel", "calllog", "server",
     # transports and the command line
-    "auth", "check", "serve_http", "stdio_fds", "stdio_lines", "serve_stdio", "__main__",
+    "auth", "check", "http_drain", "serve_http", "stdio_lines", "stdio_process", "serve_stdio", "__main__",
 ]
 
 
@@ -113,3 +113,71 @@ def test_a_warm_write_runs_code_from_seven_modules_before_the_transport() -> Non
     the stdio transport is the eighth (tests/test_stdio.py)."""
     seen = modules_run([])
     assert set(seen) == {"server", "writes", "values", "evaluator", "evaluator_cache", "client", "results"}, seen
+
+
+# Run inside the server process: the package modules that run code from the second tools/call until
+# its answer is written (the transport's `_cross_off`), not the start or the end of the session.
+PROBE = r"""
+import json, os, sys
+from pathlib import Path
+package = str(Path(__import__("respan_mcp").__file__).parent)
+seen, calls, done = set(), [0], [False]
+def profile(frame, event, arg):
+    if event != "call" or done[0]:
+        return
+    path = frame.f_code.co_filename
+    if path.startswith(package):
+        if frame.f_code.co_name == "call_tool" and path.endswith("server.py"):
+            calls[0] += 1
+        if calls[0] >= 2:
+            seen.add(Path(path).stem)
+            done[0] = frame.f_code.co_name == "_cross_off"
+sys.setprofile(profile)
+from respan_mcp.config import load_config
+from respan_mcp.serve_stdio import run
+try:
+    run(load_config())
+finally:
+    sys.setprofile(None)
+    os.write(2, ("MODULES " + json.dumps(sorted(seen)) + "\n").encode())
+"""
+
+
+@pytest.mark.slow
+def test_a_warm_write_over_stdio_runs_code_from_at_most_eight_modules(api: Any) -> None:
+    import json as json_
+    import subprocess
+
+    from tests.conftest import server_env
+
+    api.fake.add_evaluator(
+        id="ev-1", slug="helpfulness", name="Helpfulness", score_value_type="numerical",
+        score_config={"min_score": 1, "max_score": 5},
+    )
+    call = {"log_id": "log-1", "evaluator_slug": "helpfulness", "numerical_value": 4}
+    lines = [
+        {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "probe", "version": "1"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "upsert_log_score", "arguments": call}},
+    ]
+    first = "".join(json_.dumps(line) + "\n" for line in lines)
+    warm = json_.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                        "params": {"name": "upsert_log_score", "arguments": call}}) + "\n"
+    process = subprocess.Popen(
+        [sys.executable, "-c", PROBE], env=server_env(api.url), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(first)
+    process.stdin.flush()
+    answers = [json_.loads(process.stdout.readline()) for _ in range(2)]  # initialize, the cold write
+    process.stdin.write(warm)
+    process.stdin.close()
+    answers.append(json_.loads(process.stdout.readline()))
+    process.wait(timeout=60)
+    stderr = process.stderr.read() if process.stderr else ""
+    assert [a.get("id") for a in answers] == [0, 1, 2] and not answers[2]["result"].get("isError"), answers
+    modules = json_.loads(stderr.rsplit("MODULES ", 1)[1])
+    assert len(modules) <= 8, " ".join(modules)
+    assert {"server", "writes", "client", "serve_stdio"} <= set(modules), modules
