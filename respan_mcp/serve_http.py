@@ -70,10 +70,41 @@ async def _serve(server: uvicorn.Server, gate: DrainGate, verifier: IdentityProv
         if verifier is not None:
             group.start_soon(_load_keys, verifier)
         group.start_soon(drain_on_signal, server, gate)
+        group.start_soon(_announce, server, gate.state)
         await server.serve()
         group.cancel_scope.cancel()
     if verifier is not None:
         await verifier.aclose()
+
+
+async def _announce(server: uvicorn.Server, state: ServerState) -> None:
+    """One line on stderr once the server listens: the URL a client connects to, the health endpoints, and
+    whose key the calls use. uvicorn says when it has started only by `started`, so it is looked at."""
+    while not server.started:
+        await anyio.sleep(0.05)
+    config = state.config
+    port = next((sock.getsockname()[1] for listener in server.servers for sock in listener.sockets), config.port)
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    base = f"http://{host}:{port}"
+    calllog.notice(
+        config.log_format,
+        f"serving {config.transport} at {base}{config.endpoint} (health: {base}/healthz, {base}/readyz); "
+        f"{whose_key(state, config)}",
+    )
+
+
+def whose_key(state: ServerState, config: Config) -> str:
+    """Whose Respan key the calls use, in words (the key policy's, as it stands for this bind)."""
+    if config.oauth_issuer:
+        return f"callers sign in with {config.oauth_issuer}; their calls use the server's Respan key"
+    own = "each caller's own Respan key (Authorization: Bearer <key>)"
+    if not config.api_key:
+        return f"calls use {own}; this server has no key of its own"
+    if config.allow_server_key:
+        return f"calls use {own}, or the server's key for callers without one"
+    if state.keys.loopback_bind:
+        return f"calls use {own}, or the server's key for callers on this machine that send none"
+    return f"calls use {own}; the server's key is not lent beyond loopback"
 
 
 async def _load_keys(verifier: IdentityProviderVerifier) -> None:
