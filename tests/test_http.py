@@ -18,7 +18,6 @@ import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 
 from tests.conftest import API_KEY, LOG_ID, console_script, free_port, server_env, stop, wait_healthy
 from tests.fake_api import FakeRespan, RunningFakeRespan
@@ -69,7 +68,8 @@ async def mcp_client(url: str, transport: str = "streamable-http", **headers: st
         async with Client(sse_client(f"{url}/sse", headers=headers)) as client:
             yield client
         return
-    async with create_mcp_http_client(headers=headers) as http:
+    # The MCP transports' own timeouts (30 s, 300 s to read a held stream), on the public httpx2 client.
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0)) as http:
         async with Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client:
             yield client
 

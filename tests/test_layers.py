@@ -181,3 +181,18 @@ def test_a_warm_write_over_stdio_runs_code_from_at_most_eight_modules(api: Any) 
     modules = json_.loads(stderr.rsplit("MODULES ", 1)[1])
     assert len(modules) <= 8, " ".join(modules)
     assert {"server", "writes", "client", "serve_stdio"} <= set(modules), modules
+
+
+def test_no_private_sdk_module_is_imported_anywhere() -> None:
+    """The SDK's `_`-prefixed modules and `mcpserver.utilities` are internal: a minor release may change them."""
+    root = PACKAGE.parent
+    offenders = []
+    for path in [*PACKAGE.glob("*.py"), *(root / "tests").rglob("*.py"), *(root / "benchmarks").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
+                [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                parts = name.split(".")
+                if parts[0] in ("mcp", "mcpserver") and (any(p.startswith("_") for p in parts) or "utilities" in parts):
+                    offenders.append(f"{path.relative_to(root)}: {name}")
+    assert offenders == []
