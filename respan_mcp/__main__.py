@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import textwrap
 from collections.abc import Callable
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     flags = vars(parse_args(argv))
-    checking = flags.pop("check")
+    checking, resetting = flags.pop("check"), flags.pop("reset_sandbox")
     try:
         config = load_config(flags=flags)
     except ConfigError as error:
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     for warning in config.warnings():
         print(f"respan-mcp: warning: {warning}", file=sys.stderr)
+    if resetting or config.sandbox:
+        sandbox(config, resetting)
     if checking:
         from respan_mcp.check import check  # the SDK's client only now, as for a transport
 
@@ -69,6 +72,23 @@ def main(argv: list[str] | None = None) -> None:
         transport_runner(config)(config)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def sandbox(config: Config, resetting: bool) -> None:
+    """Say that this is the sandbox and where its data is; with --reset-sandbox, start it afresh and exit."""
+    from respan_mcp.config import sandbox_path
+    from respan_mcp.standin.sandbox import reset
+
+    path = config.sandbox_db or sandbox_path(os.environ)
+    if resetting:
+        reset(path)
+        print(f"respan-mcp: the sandbox at {path} starts afresh: no scores, the sample data as new")
+        sys.exit(0)
+    print(
+        "respan-mcp: sandbox: every call is answered by a stand-in of the Respan API inside this process; nothing "
+        f"reaches Respan. Its data: {path} (start afresh with --reset-sandbox).",
+        file=sys.stderr,
+    )
 
 
 def transport_runner(config: Config) -> Callable[[Config], None]:

@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -80,6 +81,8 @@ class Config:
     timeout: float = default("timeout")
     max_retries: int = default("max_retries")
     log_level: str = default("log_level")
+    sandbox: bool = default("sandbox")  # every call answered by the stand-in inside the process
+    sandbox_db: str | None = default("sandbox_db")  # resolved at load: the file the sandbox keeps its data in
     evaluator_ttl: float = default("evaluator_ttl")
     max_concurrency: int = default("max_concurrency")
     batch_deadline: float = default("batch_deadline")
@@ -97,6 +100,12 @@ class Config:
     oauth_client_id: str | None = default("oauth_client_id")
     oauth_client_secret: str | None = field(default=default("oauth_client_secret"), repr=False)
     notices: tuple[str, ...] = field(default=(), compare=False)  # what loading let pass but should be said
+
+    def sandboxed(self, env: Mapping[str, str]) -> Config:
+        """This config as the sandbox serves it: a key and a base URL of its own, so no real key is ever used
+        and nothing can be sent beyond the process (its client's transport answers in-process)."""
+        path = self.sandbox_db or sandbox_path(env)
+        return replace(self, api_key=SANDBOX_KEY, base_url=SANDBOX_BASE_URL, sandbox_db=path, notices=())
 
     @property
     def api_url(self) -> str:
@@ -147,6 +156,16 @@ def load_config(environ: Mapping[str, str] | None = None, flags: Mapping[str, An
     return _Loader(os.environ if environ is None else environ, flags or {}).config()
 
 
+SANDBOX_KEY = "sandbox"  # the sandbox accepts any key; this one is no real key, so none is ever handed to it
+SANDBOX_BASE_URL = "http://sandbox.respan.invalid"  # never resolved: the sandbox's transport answers in-process
+
+
+def sandbox_path(env: Mapping[str, str]) -> str:
+    """Where the sandbox keeps its data by default: under the user's data directory (XDG)."""
+    data_home = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "share")
+    return str(Path(data_home) / "respan-mcp" / "sandbox.sqlite3")
+
+
 def normalise_base_url(url: str) -> str:
     """Accept both conventions: the SDKs' `.../api` and the MCP server's bare host."""
     url = url.strip().rstrip("/")
@@ -177,7 +196,8 @@ class _Loader:
             notices=(self.saved.notice,) if self.saved.notice and self.uses_file() else (),
             **values,
         )
-        return replace(config, **self.oauth(config))
+        config = replace(config, **self.oauth(config))
+        return config.sandboxed(self.env) if config.sandbox else config
 
     def pick(self, row: Setting) -> tuple[Any, str]:
         """The raw value and the name to blame: the flag's if given, else the first variable set (empty = unset)."""

@@ -55,6 +55,12 @@ current_trace: true for the trace this request belongs to) and get_log reads wha
 answered, with the scores already on it; the self_grade prompt walks you through grading a run.
 Send exactly one value field, the one the evaluator's score_value_type takes: {PAIRING_TABLE_TEXT}."""
 
+SANDBOX_NOTE = """
+
+This is the respan-mcp sandbox: every call is answered by a stand-in of the Respan API inside the
+server, with sample evaluators and traced runs; nothing reaches Respan, and scores written here stay
+in the sandbox's file only."""
+
 # Headers a proxy adds: their presence means loopback no longer says who the caller is.
 FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 SEND_YOUR_KEY = "add the header 'Authorization: Bearer <your Respan API key>' to your MCP client's configuration"
@@ -138,6 +144,10 @@ class ServerState:
 
     def __init__(self, config: Config, transport: httpx2.AsyncBaseTransport | None = None) -> None:
         self.config = config
+        if transport is None and config.sandbox and config.sandbox_db:
+            from respan_mcp.standin.sandbox import sandbox_transport  # only under --sandbox: never on a cold start
+
+            transport = sandbox_transport(config.sandbox_db)
         self.keys = KeyPolicy(config.api_key, allow_server_key=config.allow_server_key)
         self.in_flight = 0  # tool calls running; an HTTP replica drains until it is 0
         self.draining = False  # set by the HTTP transport on SIGTERM: /readyz answers 503
@@ -249,7 +259,7 @@ def build_server(
         "respan",
         version=package_version(),
         title="Respan scores",
-        instructions=INSTRUCTIONS,
+        instructions=INSTRUCTIONS + (SANDBOX_NOTE if config.sandbox else ""),
         lifespan=state.lifespan,
         on_list_tools=list_tools,
         on_call_tool=call_tool,

@@ -133,6 +133,17 @@ SETTINGS: tuple[Setting, ...] = (
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
     ),
     Setting(
+        "sandbox", "switch", False,
+        "serve every tool against a stand-in of the Respan API inside this process, with sample evaluators and "
+        "traced runs in a SQLite file: no key, no network, nothing reaches Respan",
+        variables=("RESPAN_SANDBOX",), flag="--sandbox",
+    ),
+    Setting(
+        "sandbox_db", "text", None, "the sandbox's SQLite file (what is written there stays for the next run)",
+        variables=("RESPAN_SANDBOX_DB",), allowed="a file path",
+        default_text="$XDG_DATA_HOME/respan-mcp/sandbox.sqlite3, else ~/.local/share/respan-mcp/sandbox.sqlite3",
+    ),
+    Setting(
         "evaluator_ttl", "seconds", 300.0, "seconds an evaluator's description is cached for checking scores",
         variables=("RESPAN_EVALUATOR_TTL",), low=0.0,
     ),
@@ -260,6 +271,10 @@ class Action:
 
 
 ACTIONS: tuple[Action, ...] = (
+    Action(
+        "--reset-sandbox",
+        "start the sandbox afresh (every score written there gone, the sample data as new) and exit",
+    ),
     Action(
         "--check",
         "check the configured key against the configured Respan with one read-only request, print one line and exit "

@@ -20,14 +20,14 @@ from respan_mcp.settings import ACTIONS, END, SETTINGS, START, markdown_table
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 # The interface hosts and deployments rely on: every flag and variable there is, by name.
-STABLE_FLAGS = {"--transport", "--host", "--port", "--log-level", "--timeout", "--max-retries", "--allow-server-key",
+STABLE_FLAGS = {"--sandbox", "--transport", "--host", "--port", "--log-level", "--timeout", "--max-retries", "--allow-server-key",
                 "--log-format", "--oauth-issuer", "--public-url"}
 STABLE_VARIABLES = {
     "RESPAN_API_KEY", "RESPAN_PROFILE", "RESPAN_BASE_URL", "RESPAN_API_BASE_URL", "RESPAN_ALLOW_INSECURE_HTTP",
     "RESPAN_TIMEOUT", "RESPAN_MAX_RETRIES", "RESPAN_LOG_LEVEL", "RESPAN_EVALUATOR_TTL", "RESPAN_MAX_CONCURRENCY",
     "RESPAN_BATCH_DEADLINE", "RESPAN_ALLOW_SERVER_KEY", "RESPAN_LOG_FORMAT", "RESPAN_OAUTH_ISSUER",
     "RESPAN_PUBLIC_URL", "RESPAN_OAUTH_SCOPES", "RESPAN_OAUTH_AUDIENCE", "RESPAN_OAUTH_INTROSPECTION_URL",
-    "RESPAN_OAUTH_CLIENT_ID", "RESPAN_OAUTH_CLIENT_SECRET",
+    "RESPAN_OAUTH_CLIENT_ID", "RESPAN_OAUTH_CLIENT_SECRET", "RESPAN_SANDBOX", "RESPAN_SANDBOX_DB",
 }
 
 
@@ -61,7 +61,7 @@ def test_the_parser_has_exactly_the_tables_flags() -> None:
     usage = parser.format_usage()
     actions = {action.flag for action in ACTIONS}
     assert set(re.findall(r"\[(--[a-z-]+)", usage)) - {"--help"} - actions == set(FLAGS.values()) == STABLE_FLAGS
-    assert set(vars(parser.parse_args([]))) == set(FLAGS) | {flag.removeprefix("--") for flag in actions}
+    assert set(vars(parser.parse_args([]))) == set(FLAGS) | {flag.removeprefix("--").replace("-", "_") for flag in actions}
 
 
 def test_no_default_or_bound_is_written_twice_in_help() -> None:
