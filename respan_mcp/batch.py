@@ -14,7 +14,7 @@ Retries follow the client's `RetryPolicy` and every wait goes through the client
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,17 +26,20 @@ from pydantic import ValidationError
 from respan_mcp.arguments import LogScoreWrite
 from respan_mcp.client import Request
 from respan_mcp.config import BATCH_DEADLINE_MAX, SHUTDOWN_GRACE
-from respan_mcp.errors import RateLimitError, RespanError, refuses_key
+from respan_mcp.errors import RateLimitError, RespanError, UnexpectedAnswerError, refuses_key
 from respan_mcp.net import redact
 from respan_mcp.results import BatchResult, BatchStatus, DryRun, ItemResult, Score
 from respan_mcp.retry import Clock
 from respan_mcp.schema import describe_invalid
 from respan_mcp.tools import Call
+from respan_mcp.values import JSONTooDeepError, loads_json
 
 MARGIN = 0.25  # seconds kept back from the deadline (or the shutdown grace) to assemble the answer
 # Seconds a shutdown leaves a running batch to report: half the server's grace, so that the rest is
 # left for its answer to be written out before the process exits.
 GRACE = SHUTDOWN_GRACE / 2
+
+logger = logging.getLogger(__name__)
 
 
 class Prepared(Protocol):
@@ -51,13 +54,37 @@ class Prepared(Protocol):
 Item = tuple[int, Prepared]
 
 
+UNKNOWN = (
+    "failed inside respan-mcp ({}); whether it reached Respan is unknown: read back with list_log_scores before "
+    "sending it again"
+)
+UNREADABLE = (
+    "Respan accepted the write (it answered with success), so it happened, but its answer could not be read ({}); "
+    "list_log_scores shows what was stored"
+)
+
+
+def accepted(error: RespanError) -> bool:
+    """Whether Respan answered the write with success, though the answer itself could not be read."""
+    return isinstance(error, UnexpectedAnswerError) and error.status is not None and 200 <= error.status < 300
+
+
 class _OutOfTime(Exception):
     """A wait would pass the deadline, or the server is shutting down: the item is deferred."""
 
 
 def parse_item(raw: Any) -> LogScoreWrite:
-    """One item of `scores` (an object, or its JSON text) as a write; raises ValidationError or ValueError."""
-    return LogScoreWrite.model_validate(json.loads(raw) if isinstance(raw, str) else raw)
+    """One item of `scores` (an object, or its JSON text) as a write; raises ValidationError or ValueError.
+
+    Its JSON text is read with a depth bound, so an item nested too deeply is invalid like any other."""
+    if isinstance(raw, str):
+        try:
+            raw = loads_json(raw)
+        except JSONTooDeepError as exc:
+            raise ValueError(f"this item is {exc}: send it as an object with upsert_log_score's fields") from None
+        except ValueError:
+            raise ValueError("this item is text that is not JSON: send an object with upsert_log_score's fields") from None
+    return LogScoreWrite.model_validate(raw)
 
 
 async def write_batch(
@@ -195,20 +222,33 @@ class _Batch:
                 self.pauses.discard(scope)
 
     async def _write(self, index: int, prepared: Prepared) -> None:
+        """Send one item and decide it alone: whatever its answer holds, nothing here fails another item."""
+        score: Score | None = None
+        note: str | None = None
         try:
             answer = await self.call.client.send(self.call.caller, prepared.request, self)
         except RespanError as exc:
             if refuses_key(exc):
                 self.stop = exc
-            self._decide(index, "failed", str(exc))  # tried as the policy allows: this item fails
+            if not accepted(exc):
+                self._decide(index, "failed", str(exc))  # tried as the policy allows: this item fails
+                return
+            note = str(exc)  # Respan answered with success: written, though its answer cannot be read
+        except _OutOfTime:
+            raise  # the worker defers it
+        except Exception as exc:  # a fault of ours, for this item alone
+            logger.error("a batch write failed unexpectedly (%s)", type(exc).__name__)
+            self._decide(index, "failed", UNKNOWN.format(type(exc).__name__))
             return
-        self.rate_limited = 0
-        try:
-            score = prepared.result(answer)
-        except RespanError as exc:  # written, but the answer cannot be shown: this item alone
-            self._decide(index, "failed", str(exc))
-            return
-        self.results[index] = ItemResult(index=index, status="written", score=score, error=None)
+        else:
+            self.rate_limited = 0
+            try:
+                score = prepared.result(answer)
+            except Exception as exc:  # written, but the answer cannot be shown: said for this item alone
+                note = str(exc) if isinstance(exc, RespanError) else UNREADABLE.format(type(exc).__name__)
+        self.results[index] = ItemResult(
+            index=index, status="written", score=score, error=None if note is None else redact(note, self.call.caller.secrets)
+        )
         self.written += 1
         if self.call.progress is not None:
             await self.call.progress(self.written, len(self.raw_items))

@@ -311,7 +311,11 @@ class ItemResult(OutputModel):
         "invalid (nothing is sent)."
     )
     score: Score | None = Field(None, description="The stored score, when written.")
-    error: str | None = Field(None, description="What went wrong and what to do, when not written.")
+    error: str | None = Field(
+        None,
+        description="What went wrong and what to do, when not written; on a written item without score, why its "
+        "answer could not be shown (the write happened).",
+    )
     dry_run: DryRun | None = Field(None, description="On a dry run, for a valid item: the request that would be sent.")
 
 
