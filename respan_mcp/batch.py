@@ -27,6 +27,7 @@ from respan_mcp.arguments import LogScoreWrite
 from respan_mcp.client import Request
 from respan_mcp.config import BATCH_DEADLINE_MAX, SHUTDOWN_GRACE
 from respan_mcp.errors import RateLimitError, RespanError, UnexpectedAnswerError, refuses_key
+from respan_mcp.evaluator import Evaluator
 from respan_mcp.net import redact
 from respan_mcp.results import BatchResult, BatchStatus, DryRun, ItemResult, Score
 from respan_mcp.retry import Clock
@@ -48,10 +49,37 @@ class Prepared(Protocol):
     @property
     def request(self) -> Request: ...
 
+    @property
+    def evaluator(self) -> Evaluator | None: ...
+
     def result(self, answer: Any) -> Score: ...
 
 
 Item = tuple[int, Prepared]
+Target = tuple[str, str, str]  # (log_id, "id" or "slug", the evaluator's id or slug): one score, by one of its names
+SUPERSEDED = (
+    "not sent: item {} names the same log and evaluator, and the later item's value is the one kept (one score "
+    "per log and evaluator)"
+)
+
+
+def claim(claims: dict[Target, int], replaced_by: dict[int, int], index: int, names: set[Target]) -> set[int]:
+    """Item `index`, valid, writes these scores: every earlier item writing one of them (or replaced by one
+    that does) is now replaced by it. Returns the items whose replacement changed."""
+    earlier = {claims[name] for name in names if name in claims}
+    changed = earlier | {item for item, by in replaced_by.items() if by in earlier}
+    replaced_by.update(dict.fromkeys(changed, index))
+    claims.update(dict.fromkeys(names, index))
+    return changed
+
+
+def targets(item: LogScoreWrite, evaluator: Evaluator | None = None) -> set[Target]:
+    """The score an item writes, by every name it goes by: its log with its evaluator's id or slug (the item's
+    own, and the evaluator's when it was looked up)."""
+    names = {("id", item.evaluator_id), ("slug", item.evaluator_slug)}
+    if evaluator is not None:
+        names |= {("id", evaluator.id), ("slug", evaluator.slug)}
+    return {(item.log_id, kind, value) for kind, value in names if value}
 
 
 UNKNOWN = (
@@ -135,6 +163,8 @@ class _Batch:
         self.validating = anyio.CancelScope()
         self.writing = anyio.CancelScope()
         self.pauses: set[anyio.CancelScope] = set()
+        self.claims: dict[Target, int] = {}  # which item writes each score: the last valid one naming it
+        self.replaced_by: dict[int, int] = {}
 
     @property
     def late(self) -> bool:
@@ -180,7 +210,10 @@ class _Batch:
             if self.stopping or (self.late and self.queue):
                 return  # what is left unchecked is deferred
             try:
-                self.queue.append((index, await self.prepare(parse_item(raw))))
+                item = parse_item(raw)
+                prepared = await self.prepare(item)
+                self._supersede(index, targets(item, prepared.evaluator))
+                self.queue.append((index, prepared))
             except ValidationError as exc:
                 self._decide(index, "invalid", describe_invalid(exc, LogScoreWrite))
             except ValueError as exc:  # ScoreValueError included: the item breaks a rule, and says which
@@ -190,6 +223,15 @@ class _Batch:
                     self.stop = exc
                     return
                 self._decide(index, "failed", str(exc))  # the check could not be made for this item alone
+
+    def _supersede(self, index: int, names: set[Target]) -> None:
+        """Item `index` writes these scores: an earlier item writing one of them is not sent, so the later value
+        is the one kept however the requests race (nothing is sent before every item is checked)."""
+        replaced = claim(self.claims, self.replaced_by, index, names)
+        if replaced:
+            self.queue = deque(entry for entry in self.queue if entry[0] not in replaced)
+            for earlier in replaced:
+                self._decide(earlier, "superseded", SUPERSEDED.format(index))
 
     async def _worker(self) -> None:
         while self.queue and self.stop is None and not self.stopping:
@@ -313,6 +355,7 @@ def _summary(results: list[ItemResult], retry_after: float, *, shutting_down: bo
         invalid=count("invalid"),
         failed=count("failed"),
         deferred=count("deferred"),
+        superseded=count("superseded") or None,
         retry_after_seconds=None,
         next_step=None,
     )
@@ -362,12 +405,14 @@ async def check_batch(
     A refused key fails the call once (every item would fail the same way).
     """
     results: list[ItemResult | None] = [None] * len(raw_items)
+    names: dict[int, set[Target]] = {}
     refused: list[RespanError] = []
     limiter = anyio.CapacityLimiter(max(1, max_in_flight))
 
     async def check(index: int, raw: Any) -> None:
         try:
             item = parse_item(raw)
+            names[index] = targets(item)
             async with limiter:
                 planned = await plan(item)
         except ValidationError as exc:
@@ -388,16 +433,26 @@ async def check_batch(
                 group.start_soon(check, index, raw)
     if refused:
         raise refused[0]
+    claims: dict[Target, int] = {}
+    replaced_by: dict[int, int] = {}
+    for index, result in enumerate(results):  # as write_batch decides: the later valid item is the one sent
+        if result is not None and result.status == "valid":
+            for earlier in claim(claims, replaced_by, index, names[index]):
+                results[earlier] = ItemResult(index=earlier, status="superseded", error=SUPERSEDED.format(index))
     items = [
         result or ItemResult(index=index, status="deferred", error="not checked by the deadline; send it again")
         for index, result in enumerate(results)
     ]
-    counts = {status: sum(item.status == status for item in items) for status in ("valid", "invalid", "deferred")}
+    counts = {
+        status: sum(item.status == status for item in items) for status in ("valid", "invalid", "deferred", "superseded")
+    }
     steps = ["dry run: nothing was written"]
     if counts["valid"]:
         steps.append(f"call upsert_log_scores without dry_run to write the {counts['valid']} valid items")
     if counts["invalid"]:
         steps.append(f"fix the {counts['invalid']} invalid items as their errors say")
+    if counts["superseded"]:
+        steps.append(f"{counts['superseded']} items would not be sent: a later item writes the same score")
     if counts["deferred"]:
         steps.append(f"{counts['deferred']} items were not checked by the deadline: send them again with dry_run")
     return BatchResult(
@@ -406,6 +461,7 @@ async def check_batch(
         failed=0,
         invalid=counts["invalid"],
         deferred=counts["deferred"],
+        superseded=counts["superseded"] or None,
         valid=counts["valid"],
         next_step="; ".join(steps),
     )
