@@ -157,12 +157,21 @@ def _redirect_message(response: httpx2.Response, secrets: tuple[str | None, ...]
     )
 
 
-def not_json(response: httpx2.Response, secrets: Iterable[str | None] = ()) -> UnexpectedAnswerError:
-    """A success status whose body is not JSON: usually a login page or a proxy, not the API."""
+def not_json(
+    response: httpx2.Response, secrets: Iterable[str | None] = (), method: str | None = None
+) -> UnexpectedAnswerError:
+    """A success status whose body is not JSON: usually a login page or a proxy, not the API.
+
+    After a write (`method` POST or PATCH) it says the write went through: the status says so."""
     secrets = tuple(secrets)
+    wrote = (
+        " The write itself went through (Respan answered with success): list_log_scores shows what was stored."
+        if method in ("POST", "PATCH")
+        else ""
+    )
     return UnexpectedAnswerError(
         f"The Respan API answered {response.status_code} with something that is not JSON "
-        f"({summarise_text(response.text, secrets)}); check RESPAN_BASE_URL.",
+        f"({summarise_text(response.text, secrets)}); check RESPAN_BASE_URL.{wrote}",
         response.status_code,
         request_id=request_id(response, secrets),
     )

@@ -14,7 +14,7 @@ Retries follow the client's `RetryPolicy` and every wait goes through the client
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,17 +26,21 @@ from pydantic import ValidationError
 from respan_mcp.arguments import LogScoreWrite
 from respan_mcp.client import Request
 from respan_mcp.config import BATCH_DEADLINE_MAX, SHUTDOWN_GRACE
-from respan_mcp.errors import PermissionDeniedError, RateLimitError, RespanError, refuses_key
+from respan_mcp.errors import PermissionDeniedError, RateLimitError, RespanError, UnexpectedAnswerError, refuses_key
+from respan_mcp.evaluator import Evaluator
 from respan_mcp.net import redact
 from respan_mcp.results import BatchResult, BatchStatus, DryRun, ItemResult, Score
 from respan_mcp.retry import Clock
 from respan_mcp.schema import describe_invalid
 from respan_mcp.tools import Call
+from respan_mcp.values import JSONTooDeepError, loads_json
 
 MARGIN = 0.25  # seconds kept back from the deadline (or the shutdown grace) to assemble the answer
 # Seconds a shutdown leaves a running batch to report: half the server's grace, so that the rest is
 # left for its answer to be written out before the process exits.
 GRACE = SHUTDOWN_GRACE / 2
+
+logger = logging.getLogger(__name__)
 
 
 class Prepared(Protocol):
@@ -45,10 +49,52 @@ class Prepared(Protocol):
     @property
     def request(self) -> Request: ...
 
+    @property
+    def evaluator(self) -> Evaluator | None: ...
+
     def result(self, answer: Any) -> Score: ...
 
 
 Item = tuple[int, Prepared]
+Target = tuple[str, str, str]  # (log_id, "id" or "slug", the evaluator's id or slug): one score, by one of its names
+SUPERSEDED = (
+    "not sent: item {} names the same log and evaluator, and the later item's value is the one kept (one score "
+    "per log and evaluator)"
+)
+
+
+def claim(claims: dict[Target, int], replaced_by: dict[int, int], index: int, names: set[Target]) -> set[int]:
+    """Item `index`, valid, writes these scores: every earlier item writing one of them (or replaced by one
+    that does) is now replaced by it. Returns the items whose replacement changed."""
+    earlier = {claims[name] for name in names if name in claims}
+    changed = earlier | {item for item, by in replaced_by.items() if by in earlier}
+    replaced_by.update(dict.fromkeys(changed, index))
+    claims.update(dict.fromkeys(names, index))
+    return changed
+
+
+def targets(item: LogScoreWrite, evaluator: Evaluator | None = None) -> set[Target]:
+    """The score an item writes, by every name it goes by: its log with its evaluator's id or slug (the item's
+    own, and the evaluator's when it was looked up)."""
+    names = {("id", item.evaluator_id), ("slug", item.evaluator_slug)}
+    if evaluator is not None:
+        names |= {("id", evaluator.id), ("slug", evaluator.slug)}
+    return {(item.log_id, kind, value) for kind, value in names if value}
+
+
+UNKNOWN = (
+    "failed inside respan-mcp ({}); whether it reached Respan is unknown: read back with list_log_scores before "
+    "sending it again"
+)
+UNREADABLE = (
+    "Respan accepted the write (it answered with success), so it happened, but its answer could not be read ({}); "
+    "list_log_scores shows what was stored"
+)
+
+
+def accepted(error: RespanError) -> bool:
+    """Whether Respan answered the write with success, though the answer itself could not be read."""
+    return isinstance(error, UnexpectedAnswerError) and error.status is not None and 200 <= error.status < 300
 
 
 class _OutOfTime(Exception):
@@ -56,8 +102,17 @@ class _OutOfTime(Exception):
 
 
 def parse_item(raw: Any) -> LogScoreWrite:
-    """One item of `scores` (an object, or its JSON text) as a write; raises ValidationError or ValueError."""
-    return LogScoreWrite.model_validate(json.loads(raw) if isinstance(raw, str) else raw)
+    """One item of `scores` (an object, or its JSON text) as a write; raises ValidationError or ValueError.
+
+    Its JSON text is read with a depth bound, so an item nested too deeply is invalid like any other."""
+    if isinstance(raw, str):
+        try:
+            raw = loads_json(raw)
+        except JSONTooDeepError as exc:
+            raise ValueError(f"this item is {exc}: send it as an object with upsert_log_score's fields") from None
+        except ValueError:
+            raise ValueError("this item is text that is not JSON: send an object with upsert_log_score's fields") from None
+    return LogScoreWrite.model_validate(raw)
 
 
 async def write_batch(
@@ -108,6 +163,8 @@ class _Batch:
         self.validating = anyio.CancelScope()
         self.writing = anyio.CancelScope()
         self.pauses: set[anyio.CancelScope] = set()
+        self.claims: dict[Target, int] = {}  # which item writes each score: the last valid one naming it
+        self.replaced_by: dict[int, int] = {}
 
     @property
     def late(self) -> bool:
@@ -153,7 +210,10 @@ class _Batch:
             if self.stopping or (self.late and self.queue):
                 return  # what is left unchecked is deferred
             try:
-                self.queue.append((index, await self.prepare(parse_item(raw))))
+                item = parse_item(raw)
+                prepared = await self.prepare(item)
+                self._supersede(index, targets(item, prepared.evaluator))
+                self.queue.append((index, prepared))
             except ValidationError as exc:
                 self._decide(index, "invalid", describe_invalid(exc, LogScoreWrite))
             except ValueError as exc:  # ScoreValueError included: the item breaks a rule, and says which
@@ -163,6 +223,15 @@ class _Batch:
                     self.stop = exc
                     return
                 self._decide(index, "failed", str(exc))  # the check could not be made for this item alone
+
+    def _supersede(self, index: int, names: set[Target]) -> None:
+        """Item `index` writes these scores: an earlier item writing one of them is not sent, so the later value
+        is the one kept however the requests race (nothing is sent before every item is checked)."""
+        replaced = claim(self.claims, self.replaced_by, index, names)
+        if replaced:
+            self.queue = deque(entry for entry in self.queue if entry[0] not in replaced)
+            for earlier in replaced:
+                self._decide(earlier, "superseded", SUPERSEDED.format(index))
 
     async def _worker(self) -> None:
         while self.queue and self.stop is None and not self.stopping:
@@ -195,20 +264,33 @@ class _Batch:
                 self.pauses.discard(scope)
 
     async def _write(self, index: int, prepared: Prepared) -> None:
+        """Send one item and decide it alone: whatever its answer holds, nothing here fails another item."""
+        score: Score | None = None
+        note: str | None = None
         try:
             answer = await self.call.client.send(self.call.caller, prepared.request, self)
         except RespanError as exc:
             if refuses_key(exc) or isinstance(exc, PermissionDeniedError):  # every other write would be refused too
                 self.stop = exc
-            self._decide(index, "failed", str(exc))  # tried as the policy allows: this item fails
+            if not accepted(exc):
+                self._decide(index, "failed", str(exc))  # tried as the policy allows: this item fails
+                return
+            note = str(exc)  # Respan answered with success: written, though its answer cannot be read
+        except _OutOfTime:
+            raise  # the worker defers it
+        except Exception as exc:  # a fault of ours, for this item alone
+            logger.error("a batch write failed unexpectedly (%s)", type(exc).__name__)
+            self._decide(index, "failed", UNKNOWN.format(type(exc).__name__))
             return
-        self.rate_limited = 0
-        try:
-            score = prepared.result(answer)
-        except RespanError as exc:  # written, but the answer cannot be shown: this item alone
-            self._decide(index, "failed", str(exc))
-            return
-        self.results[index] = ItemResult(index=index, status="written", score=score, error=None)
+        else:
+            self.rate_limited = 0
+            try:
+                score = prepared.result(answer)
+            except Exception as exc:  # written, but the answer cannot be shown: said for this item alone
+                note = str(exc) if isinstance(exc, RespanError) else UNREADABLE.format(type(exc).__name__)
+        self.results[index] = ItemResult(
+            index=index, status="written", score=score, error=None if note is None else redact(note, self.call.caller.secrets)
+        )
         self.written += 1
         if self.call.progress is not None:
             await self.call.progress(self.written, len(self.raw_items))
@@ -273,6 +355,7 @@ def _summary(results: list[ItemResult], retry_after: float, *, shutting_down: bo
         invalid=count("invalid"),
         failed=count("failed"),
         deferred=count("deferred"),
+        superseded=count("superseded") or None,
         retry_after_seconds=None,
         next_step=None,
     )
@@ -322,12 +405,14 @@ async def check_batch(
     A refused key fails the call once (every item would fail the same way).
     """
     results: list[ItemResult | None] = [None] * len(raw_items)
+    names: dict[int, set[Target]] = {}
     refused: list[RespanError] = []
     limiter = anyio.CapacityLimiter(max(1, max_in_flight))
 
     async def check(index: int, raw: Any) -> None:
         try:
             item = parse_item(raw)
+            names[index] = targets(item)
             async with limiter:
                 planned = await plan(item)
         except ValidationError as exc:
@@ -348,16 +433,26 @@ async def check_batch(
                 group.start_soon(check, index, raw)
     if refused:
         raise refused[0]
+    claims: dict[Target, int] = {}
+    replaced_by: dict[int, int] = {}
+    for index, result in enumerate(results):  # as write_batch decides: the later valid item is the one sent
+        if result is not None and result.status == "valid":
+            for earlier in claim(claims, replaced_by, index, names[index]):
+                results[earlier] = ItemResult(index=earlier, status="superseded", error=SUPERSEDED.format(index))
     items = [
         result or ItemResult(index=index, status="deferred", error="not checked by the deadline; send it again")
         for index, result in enumerate(results)
     ]
-    counts = {status: sum(item.status == status for item in items) for status in ("valid", "invalid", "deferred")}
+    counts = {
+        status: sum(item.status == status for item in items) for status in ("valid", "invalid", "deferred", "superseded")
+    }
     steps = ["dry run: nothing was written"]
     if counts["valid"]:
         steps.append(f"call upsert_log_scores without dry_run to write the {counts['valid']} valid items")
     if counts["invalid"]:
         steps.append(f"fix the {counts['invalid']} invalid items as their errors say")
+    if counts["superseded"]:
+        steps.append(f"{counts['superseded']} items would not be sent: a later item writes the same score")
     if counts["deferred"]:
         steps.append(f"{counts['deferred']} items were not checked by the deadline: send them again with dry_run")
     return BatchResult(
@@ -366,6 +461,7 @@ async def check_batch(
         failed=0,
         invalid=counts["invalid"],
         deferred=counts["deferred"],
+        superseded=counts["superseded"] or None,
         valid=counts["valid"],
         next_step="; ".join(steps),
     )

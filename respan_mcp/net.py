@@ -24,7 +24,7 @@ from urllib.parse import quote, quote_plus, urlsplit
 SECRET_PIECE = 8  # no run of this many characters of a key is ever shown
 REDACTED = "[API key]"
 LOOPBACK_TEXT = "127.0.0.0/8, ::1, localhost"  # how messages and docs name the loopback rule
-_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 # A variable a host left unexpanded, in the syntaxes hosts and shells write them in.
 _VARIABLE_FORMS = (
@@ -112,7 +112,7 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     pieces = {piece for secret in secrets if secret for piece in _pieces(secret)}
     if not pieces or not text:
         return text
-    haystack = text.translate(_ASCII_LOWER)  # not lower(): that may change the length of non-ASCII text
+    haystack = text.translate(ASCII_LOWER)  # not lower(): that may change the length of non-ASCII text
     hidden = bytearray(len(text))
     for piece in pieces:
         start = haystack.find(piece)
@@ -135,11 +135,17 @@ def shares_a_piece(text: str, secrets: Iterable[str | None]) -> bool:
     return redact(text, secrets) != text
 
 
+def pieces_of(secrets: Iterable[str | None]) -> frozenset[str]:
+    """Every piece `redact` looks for, of every secret, in lower case (ASCII_LOWER): worked out once per
+    caller, so that a text can be checked for them without working them out again."""
+    return frozenset(piece for secret in secrets if secret for piece in _pieces(secret))
+
+
 def _pieces(secret: str) -> set[str]:
     forms = {secret, quote(secret, safe=""), quote_plus(secret), html.escape(secret), json.dumps(secret)[1:-1]}
     pieces: set[str] = set()
     for form in forms:
-        form = form.translate(_ASCII_LOWER)
+        form = form.translate(ASCII_LOWER)
         size = min(SECRET_PIECE, len(form))
         pieces.update(form[i : i + size] for i in range(len(form) - size + 1))
     return pieces

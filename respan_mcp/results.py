@@ -301,17 +301,22 @@ class WriteResult(Score):
     )
 
 
-BatchStatus = Literal["written", "valid", "invalid", "failed", "deferred"]
+BatchStatus = Literal["written", "valid", "invalid", "failed", "deferred", "superseded"]
 
 
 class ItemResult(OutputModel):
     index: int = Field(description="Position of the item in `scores`, from 0.")
     status: BatchStatus = Field(
-        description="written, invalid (never sent), failed, or deferred (send it again); on a dry run valid or "
-        "invalid (nothing is sent)."
+        description="written, invalid (never sent), failed, deferred (send it again), or superseded (never sent: a "
+        "later item names the same log and evaluator, and its value is kept); on a dry run valid, invalid or "
+        "superseded (nothing is sent)."
     )
     score: Score | None = Field(None, description="The stored score, when written.")
-    error: str | None = Field(None, description="What went wrong and what to do, when not written.")
+    error: str | None = Field(
+        None,
+        description="What went wrong and what to do, when not written; on a written item without score, why its "
+        "answer could not be shown (the write happened).",
+    )
     dry_run: DryRun | None = Field(None, description="On a dry run, for a valid item: the request that would be sent.")
 
 
@@ -321,6 +326,9 @@ class BatchResult(OutputModel):
     invalid: int = Field(description="Items refused before sending; fix them as their error says.")
     failed: int = Field(description="Items the API refused or that failed for good.")
     deferred: int = Field(description="Items not written by the deadline; send them again.")
+    superseded: int | None = Field(
+        None, description="Items not sent because a later item names the same log and evaluator (when any)."
+    )
     retry_after_seconds: float | None = Field(None, description="When to send the deferred items again.")
     next_step: str | None = Field(None, description="What to do next, when anything is deferred (or on a dry run).")
     valid: int | None = Field(None, description="Only on a dry run: items that passed every check; nothing was written.")

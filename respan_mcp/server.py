@@ -8,7 +8,6 @@ waits for. The prompt's handlers live in `prompts.py`, the panel's in `panel.py`
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -29,14 +28,21 @@ from respan_mcp import logs, panel, reads, writes
 from respan_mcp.calllog import CallLine, CallLog, StatusRecorder
 from respan_mcp.client import Caller, RespanClient, package_version
 from respan_mcp.config import Config
-from respan_mcp.errors import NOTHING_SENT, InvalidKeyError, KeyRefused, MissingAPIKeyError, RespanError
+from respan_mcp.errors import (
+    NOTHING_SENT,
+    InvalidKeyError,
+    InvalidRequestError,
+    KeyRefused,
+    MissingAPIKeyError,
+    RespanError,
+)
 from respan_mcp.evaluator_cache import EvaluatorCache
 from respan_mcp.net import header_safe, is_placeholder
 from respan_mcp.prompts import SelfGrade
 from respan_mcp.results import BatchResult
 from respan_mcp.schema import describe_invalid
 from respan_mcp.tools import Call, Tool
-from respan_mcp.values import PAIRING_TABLE_TEXT
+from respan_mcp.values import PAIRING_TABLE_TEXT, JSONTooDeepError, loads_json
 
 logger = logging.getLogger(__name__)
 
@@ -277,7 +283,8 @@ def decode_json_text(arguments: dict[str, Any], structured: frozenset[str]) -> d
     """Arrays and objects sent as JSON text (some clients do) read as what they hold.
 
     Only arguments published as an array or object are touched, so a string argument
-    (json_value is JSON text by design) always reaches the model exactly as sent.
+    (json_value is JSON text by design) always reaches the model exactly as sent. Text nested
+    past MAX_JSON_DEPTH is refused (InvalidRequestError) before any parser recurses into it.
     """
     decoded = arguments
     for name in structured & arguments.keys():
@@ -285,8 +292,10 @@ def decode_json_text(arguments: dict[str, Any], structured: frozenset[str]) -> d
         if not isinstance(value, str):
             continue
         try:
-            parsed = json.loads(value)
-        except (ValueError, RecursionError):
+            parsed = loads_json(value)
+        except JSONTooDeepError as exc:
+            raise InvalidRequestError(f"{name} is {exc}: send it as an array or object a few levels deep") from None
+        except ValueError:
             continue  # left as sent: the model says what it expected
         if isinstance(parsed, list | dict):
             decoded = decoded if decoded is not arguments else dict(arguments)

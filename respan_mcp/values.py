@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
@@ -33,6 +34,10 @@ VALUE_FIELD_FOR_TYPE: dict[str, ValueField] = {
 }
 VALUE_FIELDS: tuple[ValueField, ...] = get_args(ValueField)
 PERCENTAGE_RANGE = (0.0, 100.0)
+# How deep any JSON read here may nest (arguments sent as JSON text, and Respan's answers): far past any
+# score or evaluator, far short of what would exhaust the stack of the parser or of anything after it.
+MAX_JSON_DEPTH = 64
+_JSON_SYNTAX = re.compile(r'[\[\]{}"\\]')  # one character at a time: nothing to backtrack over
 
 
 def _types_taking(field: str) -> str:
@@ -97,7 +102,9 @@ class ScoreValues(BaseModel):
         # Some clients send arrays as JSON text: '["a"]'. A plain word is one choice.
         if isinstance(value, str):
             try:
-                parsed = json.loads(value)
+                parsed = loads_json(value)
+            except JSONTooDeepError as exc:
+                raise ValueError(f"is {exc}: send a list of choices, e.g. [\"good\"]") from None
             except ValueError:
                 return [value]
             return parsed if isinstance(parsed, list) else [value]
@@ -157,14 +164,69 @@ def _no_constant(name: str) -> Any:
 def check_json_value(value: Any) -> None:
     """Strict JSON only: NaN and Infinity are not JSON, and nesting stays within reason."""
     try:
-        if isinstance(value, str):
-            json.loads(value, parse_constant=_no_constant)
-        else:
-            json.dumps(value, allow_nan=False)
-    except RecursionError:
-        raise ScoreValueError("json_value is nested too deeply; flatten it (a few levels are plenty)") from None
+        text = value if isinstance(value, str) else json.dumps(value, allow_nan=False)
+        loads_json(text, parse_constant=_no_constant)
+    except (RecursionError, JSONTooDeepError):
+        raise ScoreValueError(
+            f"json_value is nested too deeply (more than {MAX_JSON_DEPTH} levels); flatten it (a few levels are plenty)"
+        ) from None
     except ValueError:
         raise ScoreValueError(
             'json_value must be valid JSON text (NaN and Infinity are not JSON), e.g. "{\\"verdict\\": \\"pass\\"}"; '
             "for plain text use string_value"
         ) from None
+
+
+# -- JSON of bounded depth ---------------------------------------------------------------------------
+
+
+class JSONTooDeepError(ValueError):
+    """JSON text nested past MAX_JSON_DEPTH: malformed input, refused before any parser recurses into it."""
+
+    def __init__(self) -> None:
+        super().__init__(f"JSON text nested more than {MAX_JSON_DEPTH} levels deep")
+
+
+def loads_json(text: str, **options: Any) -> Any:
+    """`json.loads`, refusing text nested past MAX_JSON_DEPTH (JSONTooDeepError, a ValueError) before parsing it."""
+    if prune_json(text) is not text:
+        raise JSONTooDeepError
+    return json.loads(text, **options)
+
+
+def prune_json(text: str, limit: int = MAX_JSON_DEPTH) -> str:
+    """`text` with every array or object nested deeper than `limit` replaced by null; `text` itself when none is.
+
+    One pass over the brackets and quotes outside strings, linear in the text's length, so
+    neither a parser nor anything that walks what it returns can recurse without bound. Text
+    that is not JSON stays not JSON (the parser says so).
+    """
+    if text.count("[") + text.count("{") <= limit:  # cannot nest deeper: the common case costs two counts
+        return text
+    pieces: list[str] = []
+    depth, kept_to, cut_from, escaped_to, in_string = 0, 0, -1, -1, False
+    for match in _JSON_SYNTAX.finditer(text):
+        at = match.start()
+        if at < escaped_to:
+            continue  # the character after a backslash
+        char = text[at]
+        if in_string:
+            if char == "\\":
+                escaped_to = at + 2
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth == limit + 1:
+                cut_from = at
+        elif char in "]}":
+            if depth == limit + 1 and cut_from >= 0:
+                pieces += (text[kept_to:cut_from], "null")
+                kept_to, cut_from = at + 1, -1
+            depth -= 1
+    if not pieces and cut_from < 0:
+        return text
+    pieces.append(text[kept_to:] if cut_from < 0 else text[kept_to:cut_from] + "null")
+    return "".join(pieces)

@@ -211,9 +211,11 @@ TOOLS: tuple[Tool[Any], ...] = (
             "Write up to 500 scores in one call, each item with the same fields as upsert_log_score. Every "
             "item is checked first (invalid ones are reported by index and never sent); valid ones are "
             "written concurrently, slowing down together when Respan rate-limits. The call returns by "
-            "deadline_seconds with one result per item (written, invalid, failed or deferred); send the "
+            "deadline_seconds with one result per item (written, invalid, failed, deferred or superseded); send the "
             "deferred items again after retry_after_seconds (safe: writes are idempotent upserts). Each written "
-            "score carries is_passed and passing_condition. With dry_run: true nothing is written: each item comes "
+            "score carries is_passed and passing_condition. Items naming the same log_id and evaluator (by id or slug) "
+            "write one score: the last such valid item is sent and the earlier ones come back superseded, never "
+            "sent. With dry_run: true nothing is written: each item comes "
             "back valid or invalid, with the exact request and whether its value would pass."
         ),
     ),

@@ -330,21 +330,25 @@ async def test_engine_a_5xx_is_retried_per_item_by_the_policy() -> None:
     assert "500" in result.results[2].error and "broken" in result.results[2].error
 
 
-async def test_engine_answers_that_are_not_scores_fail_alone_saying_the_write_happened() -> None:
+async def test_engine_answers_that_are_not_scores_are_written_alone_saying_so() -> None:
     answers = {
         "log-0": httpx2.Response(201, json={"id": 123}),
         "log-1": httpx2.Response(201, json={"id": "s1", "numerical_value": "high"}),
         "log-2": httpx2.Response(204),
         "log-3": httpx2.Response(200, json=["not", "a", "score"]),
+        "log-4": httpx2.Response(201, content=b"<html>ok</html>"),
     }
     client, api, clock = engine(lambda log_id, tries: answers.get(log_id) or stored(log_id))
-    result = await run(client, items(6))
-    assert statuses(result) == ["failed"] * 4 + ["written"] * 2
-    assert (result.written, result.failed, result.deferred) == (2, 4, 0)
-    for failed in result.results[:4]:
-        assert "so it happened" in failed.error and "not a score" in failed.error
+    result = await run(client, items(7))
+    # Respan answered each with success: the write happened, whatever the answer holds.
+    assert statuses(result) == ["written"] * 7
+    assert (result.written, result.failed, result.deferred) == (7, 0, 0)
+    for spoiled in result.results[:4]:
+        assert spoiled.score is None and "so it happened" in spoiled.error and "not a score" in spoiled.error
+    assert "not JSON" in result.results[4].error and "went through" in result.results[4].error
     assert "id:" in result.results[0].error and "numerical_value:" in result.results[1].error
-    assert len(api.arrivals) == 6  # none of them was sent twice
+    assert all(r.score is not None and r.error is None for r in result.results[5:])
+    assert len(api.arrivals) == 7  # none of them was sent twice
 
 
 @pytest.mark.parametrize("in_flight", [1, 4])
