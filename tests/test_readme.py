@@ -23,10 +23,11 @@ def test_the_readme_reads_in_minutes() -> None:
 def test_the_two_set_up_commands_install_and_run_the_server_then_the_tests() -> None:
     setup = README.split("## Set up\n", 1)[1].split("\n## ", 1)[0]
     install, tests = re.findall(r"```bash\n(.*?)\n```", setup, re.S)
-    assert install == (
-        "python3 -m venv .venv && .venv/bin/pip install . && RESPAN_API_KEY=your-key .venv/bin/respan-mcp "
-        "--transport streamable-http"
+    first, *with_a_key = install.splitlines()
+    assert first == (
+        "python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/respan-mcp --sandbox --transport streamable-http"
     )
+    assert with_a_key[-1] == "# RESPAN_API_KEY=<your key> .venv/bin/respan-mcp --transport streamable-http"
     assert tests == ".venv/bin/pip install '.[test]' && .venv/bin/python -m pytest"
 
 
