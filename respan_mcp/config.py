@@ -134,7 +134,7 @@ class Config:
     def warnings(self) -> list[str]:
         """What is allowed but risky, for `__main__` to print at start."""
         said = list(self.notices)
-        if crosses_in_clear(self.base_url):
+        if crosses_in_clear(self.base_url) and not self.sandbox:  # the sandbox's URL is never resolved
             said.append(
                 f"the base URL {without_credentials(self.base_url)!r} is plain http to a host that is not loopback: the API "
                 "key crosses the network in clear text (allowed by RESPAN_ALLOW_INSECURE_HTTP=1)"

@@ -79,3 +79,4 @@ def test_the_sandbox_says_so_at_start(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert "sandbox" in done.stderr and "nothing reaches Respan" in done.stderr and "sandbox.sqlite3" in done.stderr
+    assert "clear text" not in done.stderr  # the sandbox's base URL is never resolved: no network warning
