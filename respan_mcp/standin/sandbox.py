@@ -3,13 +3,12 @@
 No network and no Respan account: the server's client talks to the app in-process through
 `sandbox_transport(db_path)`. Any non-empty bearer key is accepted (each key is its own scorer,
 as each Respan user is); a missing or empty key is a 401, as it would be on Respan. What is
-written stays in the file (`default_db_path()`) for the next run, and for other sandbox servers
+written stays in the file (`config.sandbox_db`, from the settings) for the next run, and for other sandbox servers
 on the same file; `reset(db_path)` starts it afresh with the sample data.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,19 +19,6 @@ from respan_mcp.standin.sqlite_store import SqliteStore
 
 if TYPE_CHECKING:
     import httpx2
-
-DB_ENV = "RESPAN_SANDBOX_DB"
-SANDBOX_BASE_URL = "http://sandbox.respan.invalid"
-"""A base URL for the client under --sandbox: never resolved, since the transport answers in-process."""
-
-
-def default_db_path() -> Path:
-    """$RESPAN_SANDBOX_DB, else $XDG_DATA_HOME/respan-mcp/sandbox.sqlite3, else ~/.local/share/respan-mcp/..."""
-    if named := os.environ.get(DB_ENV):
-        return Path(named).expanduser()
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "respan-mcp" / "sandbox.sqlite3"
-
 
 def open_store(db_path: Path | str) -> SqliteStore:
     """The sandbox's store at `db_path` (its folder made if need be); a new file gets the sample data."""
