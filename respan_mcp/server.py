@@ -58,7 +58,8 @@ dry_run: true the writes check everything and show the request they would send a
 would pass, writing nothing. Write results carry is_passed (Respan's verdict) and passing_condition.
 get_score and list_log_scores read scores back. find_logs finds the run (by its identifiers, or
 current_trace: true for the trace this request belongs to) and get_log reads what it was asked and
-answered, with the scores already on it; the self_grade prompt walks you through grading a run.
+answered, with the scores already on it; the self_grade prompt walks you through grading a run,
+grade_logs through grading many.
 Send exactly one value field, the one the evaluator's score_value_type takes: {PAIRING_TABLE_TEXT}."""
 
 SANDBOX_NOTE = """
