@@ -7,7 +7,7 @@ must be absent, never null).
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
@@ -20,10 +20,26 @@ from respan_mcp.evaluator import OPERATORS, Evaluator, Operator
 LISTED_DESCRIPTION_LIMIT = 300
 
 
-def one_line(text: str, limit: int) -> str:
-    """One line, at most `limit` characters; a cut is marked so nobody takes it for the whole."""
-    flat = re.sub(r"\s+", " ", text).strip()
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+def one_line(text: str, limit: int, cut: str = "…") -> str:
+    """`text` on one line of at most `limit` characters, safe to set inside other text.
+
+    Line breaks and other control or invisible characters are shown as escapes (a newline as a
+    literal \\n), so nothing Respan stores can start a line of its own or hide in what we show; other
+    spaces read as a space. A cut ends with `cut`, so nobody takes it for the whole. Escaping looks at
+    no more than `limit` characters, whatever the length of `text`.
+    """
+    flat = text.strip()
+    if len(flat) <= limit and flat.isprintable():
+        return flat
+    shown = "".join(char if char.isprintable() else _escaped(char) for char in flat[:limit])
+    if len(flat) <= limit and len(shown) <= limit:
+        return shown
+    return shown[: limit - len(cut)].rstrip() + cut
+
+
+def _escaped(char: str) -> str:
+    """A character str.isprintable() refuses: a space stays a space, the rest as its escape (\\n, \\x1b, \\u2028)."""
+    return " " if unicodedata.category(char) == "Zs" else char.encode("unicode_escape").decode("ascii")
 
 
 def _number_or_boolean(schema: dict[str, Any]) -> None:

@@ -38,7 +38,7 @@ from respan_mcp.errors import (
 )
 from respan_mcp.evaluator_cache import EvaluatorCache
 from respan_mcp.net import header_safe, is_placeholder
-from respan_mcp.prompts import SelfGrade
+from respan_mcp.prompts import Prompts
 from respan_mcp.results import BatchResult
 from respan_mcp.schema import describe_invalid
 from respan_mcp.tools import Call, Tool
@@ -58,7 +58,8 @@ dry_run: true the writes check everything and show the request they would send a
 would pass, writing nothing. Write results carry is_passed (Respan's verdict) and passing_condition.
 get_score and list_log_scores read scores back. find_logs finds the run (by its identifiers, or
 current_trace: true for the trace this request belongs to) and get_log reads what it was asked and
-answered, with the scores already on it; the self_grade prompt walks you through grading a run.
+answered, with the scores already on it; the self_grade prompt walks you through grading a run,
+grade_logs through grading many.
 Send exactly one value field, the one the evaluator's score_value_type takes: {PAIRING_TABLE_TEXT}."""
 
 SANDBOX_NOTE = """
@@ -211,7 +212,7 @@ def build_server(
     tools: dict[str, Tool[Any]] = {tool.name: tool for tool in TOOLS}
     plain = types.ListToolsResult(tools=[tool.listing for tool in TOOLS])
     shown = types.ListToolsResult(tools=[panel.with_panel(tool.listing) for tool in TOOLS])
-    prompt = SelfGrade(state.caller, lambda: state.client, lambda: state.evaluators)
+    prompt = Prompts(state.caller, lambda: state.client, lambda: state.evaluators)
 
     async def list_tools(
         ctx: ServerRequestContext[ServerState], _params: types.PaginatedRequestParams | None
@@ -249,7 +250,7 @@ def build_server(
                 caller,
                 ctx.session.report_progress,
                 state.shutting_down,
-                trace_id(ctx.meta),
+                ctx.meta,
             )
             result = await tool.run(call, parsed)
         except Exception as exc:
@@ -301,20 +302,6 @@ def decode_json_text(arguments: dict[str, Any], structured: frozenset[str]) -> d
             decoded = decoded if decoded is not arguments else dict(arguments)
             decoded[name] = parsed
     return decoded
-
-
-def trace_id(meta: Mapping[str, Any] | None) -> str | None:
-    """The trace id of the request's W3C trace context (`_meta.traceparent`: version-traceid-spanid-flags), or None.
-
-    An all-zero id is invalid by the spec, and so is anything that is not 32 lower-case hex characters.
-    """
-    parent = meta.get("traceparent") if meta else None
-    if not isinstance(parent, str):
-        return None
-    parts = parent.strip().split("-")
-    if len(parts) < 4 or len(parts[1]) != 32 or parts[1] == "0" * 32:
-        return None
-    return parts[1] if all(char in "0123456789abcdef" for char in parts[1]) else None
 
 
 def who(caller: AccessToken) -> dict[str, str]:

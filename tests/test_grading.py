@@ -17,7 +17,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from respan_mcp.config import Config
-from respan_mcp.prompts import UNREACHABLE
+from respan_mcp.prompt_text import UNREACHABLE
 from respan_mcp.server import build_server
 from tests.conftest import API_KEY, LOG_ID, console_script, free_port, http_server, server_env
 from tests.fake_api import FakeRespan, RunningFakeRespan
