@@ -42,15 +42,6 @@ def _escaped(char: str) -> str:
     return " " if unicodedata.category(char) == "Zs" else char.encode("unicode_escape").decode("ascii")
 
 
-def _number_or_boolean(schema: dict[str, Any]) -> None:
-    """`json_schema_extra` for a threshold that is a number or true/false: published without a type,
-    since a flat schema has no type lists and no anyOf."""
-    description = schema.get("description")
-    schema.clear()
-    if description:
-        schema["description"] = description
-
-
 class OutputModel(BaseModel):
     """Base of every tool result: null fields are left out of the output."""
 
@@ -233,10 +224,12 @@ class EvaluatorDetail(EvaluatorBasics):
     passing_operator: Operator | None = Field(
         None, description=f"The passing condition's comparison, as Respan stores it: one of {', '.join(OPERATORS)}."
     )
-    passing_value: float | bool | None = Field(
+    # A number always, a boolean threshold as 1 or 0 (as it compares): one JSON type, which a flat schema needs
+    # and a client that checks results against it accepts.
+    passing_value: float | None = Field(
         None,
-        description="The passing condition's threshold, as Respan stores it: a number, or true/false.",
-        json_schema_extra=_number_or_boolean,
+        description="The passing condition's threshold, as a number: for a boolean evaluator 1 means true and 0 "
+        "means false (passing_condition says it in words).",
     )
 
     @classmethod
@@ -250,7 +243,7 @@ class EvaluatorDetail(EvaluatorBasics):
             definition=evaluator.definition,
             passing_condition=evaluator.condition_text(),
             passing_operator=condition.operator if condition else None,
-            passing_value=condition.value if condition else None,
+            passing_value=float(condition.value) if condition else None,
         )
 
 

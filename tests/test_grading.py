@@ -123,7 +123,7 @@ async def test_get_evaluator_gives_choices_with_names_and_a_boolean_condition(cl
     assert tone["choices"] == TONE and "passing_condition" not in tone and "rubric" not in tone
     safe = (await client.call_tool("get_evaluator", {"evaluator_id": "evl_safe"})).structured_content
     assert safe["passing_condition"] == "boolean_value == true"
-    assert (safe["passing_operator"], safe["passing_value"]) == ("eq", True)
+    assert (safe["passing_operator"], safe["passing_value"]) == ("eq", 1)  # a boolean threshold as it compares
 
 
 async def test_get_evaluator_reads_legacy_shapes_and_leaves_absent_fields_out(client: Client) -> None:
