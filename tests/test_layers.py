@@ -36,7 +36,7 @@ LAYERS = [
     # the tools
     "tools", "batch", "writes", "reads", "log_results", "logs",
     # the server and its wiring
-    "prompts", "panel", "calllog", "server",
+    "prompts", "panel", "calllog", "instructions", "failures", "server",
     # transports and the command line
     "auth", "check", "http_drain", "serve_http", "stdio_lines", "stdio_process", "serve_stdio", "__main__",
 ]
