@@ -34,7 +34,7 @@ LAYERS = [
     # the Respan API and what is kept of it
     "client", "evaluator_cache",
     # the tools
-    "tools", "batch", "writes", "reads", "log_results", "logs",
+    "tools", "batch_items", "batch_report", "batch", "writes", "reads", "log_results", "logs",
     # the server and its wiring
     "prompts", "panel", "calllog", "instructions", "failures", "server",
     # transports and the command line
