@@ -26,7 +26,7 @@ LAYERS = [
     # the stand-in of the Respan API (the sandbox's and the tests'): nothing of the server's
     "standin",
     # rules and settings: no imports of the package's own beyond these
-    "net", "credentials", "settings", "config",
+    "net", "credentials", "settings", "setting_kinds", "config",
     # what can go wrong, and what to do about it
     "errors", "answers", "retry",
     # what a score is and what an evaluator allows
