@@ -1,5 +1,5 @@
 """Result models: what every tool returns, published as its output schema (the evaluators' views
-are `evaluator_results.py`'s).
+are `evaluator_results.py`'s), and the API's answer as a result may show it (`readable_answer`).
 
 Parsed leniently where the API is the source (it adds fields over time), and
 serialised without nulls (published output schemas are flat, so a missing value
@@ -8,6 +8,7 @@ must be absent, never null).
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal, Self
 
@@ -16,12 +17,42 @@ from pydantic_core import core_schema
 
 from respan_mcp.errors import NotAScoreError
 from respan_mcp.evaluator import Evaluator
+from respan_mcp.net import ASCII_LOWER, redact_json
 
 
 def one_line(text: str, limit: int) -> str:
     """One line, at most `limit` characters; a cut is marked so nobody takes it for the whole."""
     flat = re.sub(r"\s+", " ", text).strip()
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def readable_answer(data: Any, pieces: frozenset[str], secrets: tuple[str, ...]) -> Any:
+    """The API's parsed answer as a result may show it (its depth already bounded by `prune_json`):
+    non-finite numbers (NaN, Infinity, 1e999) as None, so no output schema is failed by a number JSON
+    cannot carry, and every piece of a key cut out of its text, so an answer that echoes the key shows
+    none of it. The client runs it on every answer; `pieces` are the caller's (`client.Caller`).
+
+    One redaction check over all its strings at once keeps the common answer cheap."""
+    strings: list[str] = []
+    data = _finite(data, strings)
+    if pieces and strings:
+        haystack = "\0".join(strings).translate(ASCII_LOWER)
+        if any(piece in haystack for piece in pieces):
+            data = redact_json(data, secrets)
+    return data
+
+
+def _finite(value: Any, strings: list[str]) -> Any:
+    if isinstance(value, str):
+        strings.append(value)
+    elif isinstance(value, float):
+        return value if math.isfinite(value) else None
+    elif isinstance(value, dict):
+        strings.extend(value)
+        return {name: _finite(item, strings) for name, item in value.items()}
+    elif isinstance(value, list):
+        return [_finite(item, strings) for item in value]
+    return value
 
 
 class OutputModel(BaseModel):
