@@ -1,7 +1,8 @@
 """Evaluator results: what list_evaluators and get_evaluator return, published as their output schemas.
 
-Built from an `evaluator.Evaluator` (what Respan stores, read once), so a listing, a detail and
-a write's result all say the same about an evaluator. Null fields are left out (`OutputModel`).
+Built from an `evaluator.Evaluator` (what Respan stores, read once), as a write's result is
+(`results.Score.about`), so all three say the same about an evaluator. Null fields are left out
+(`OutputModel`).
 """
 
 from __future__ import annotations
