@@ -6,7 +6,11 @@ is the one path every request takes: one pooled HTTP client, the key of the `Cal
 again as a `RetryPolicy` allows. Every failure is raised as a `RespanError` whose message is
 a sentence an agent can act on. Each request is bounded in time (connect to last byte) and
 in size (the decoded answer), and nothing here ever puts the API key in a message, a log
-line or a repr.
+line or a repr; an answer is made fit to show by `results.readable_answer`.
+
+All of it but the read routes, the evaluator lookup and `package_version` runs on every write,
+so it stays one module: a module split off would be one more on every write's path
+(tests/test_layers.py counts them).
 """
 
 from __future__ import annotations
