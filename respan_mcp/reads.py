@@ -12,7 +12,8 @@ from respan_mcp import client as routes
 from respan_mcp.arguments import DEFAULT_PAGE_SIZE, GetEvaluator, GetScore, ListEvaluators, ListLogScores
 from respan_mcp.errors import NotFoundError
 from respan_mcp.evaluator import Evaluator
-from respan_mcp.results import EvaluatorDetail, EvaluatorPage, EvaluatorSummary, Score, ScorePage
+from respan_mcp.evaluator_results import EvaluatorDetail, EvaluatorPage, EvaluatorSummary
+from respan_mcp.results import Score, ScorePage
 from respan_mcp.tools import READ, Call, Tool
 
 
