@@ -161,6 +161,11 @@ class EvaluatorBasics(OutputModel):
     value_field: str | None = Field(None, description="The value field a score for this evaluator must use.")
     min_score: float | None = Field(None, description="Lowest allowed numerical_value, if bounded.")
     max_score: float | None = Field(None, description="Highest allowed numerical_value, if bounded.")
+    choices_left_out: int | None = Field(
+        None,
+        description="Choices Respan lists that are not shown (past the first 50, or too long to send); Respan "
+        "still checks a value against them all.",
+    )
 
     @staticmethod
     def basics(evaluator: Evaluator) -> dict[str, Any]:
@@ -172,6 +177,7 @@ class EvaluatorBasics(OutputModel):
             "value_field": evaluator.value_field,
             "min_score": evaluator.min_score,
             "max_score": evaluator.max_score,
+            "choices_left_out": evaluator.choices_left_out or None,
         }
 
 
@@ -243,6 +249,9 @@ class EvaluatorPage(OutputModel):
 
     count: int = Field(description="How many evaluators match in all.")
     evaluators: list[EvaluatorSummary] = Field(description="This page's evaluators.")
+    skipped: int | None = Field(
+        None, description="Evaluators of this page left out: Respan described them without an id or slug to use."
+    )
     next_page: int | None = Field(None, description="The page to ask for next, if there are more.")
 
 

@@ -30,7 +30,7 @@ LAYERS = [
     # what can go wrong, and what to do about it
     "errors", "answers", "retry",
     # what a score is and what an evaluator allows
-    "values", "evaluator", "schema", "arguments", "results",
+    "values", "evaluator_fields", "evaluator", "schema", "arguments", "results",
     # the Respan API and what is kept of it
     "client", "evaluator_cache",
     # the tools
