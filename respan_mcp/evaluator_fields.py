@@ -84,7 +84,7 @@ def condition_value(raw: Any) -> float | bool | None:
         if word in ("true", "false"):
             return word == "true"
         try:
-            raw = float(word[:SHORT_TEXT])
+            raw = float(word)
         except ValueError:
             return None
     return finite(raw)

@@ -15,6 +15,7 @@ from pydantic_core import core_schema
 
 from respan_mcp.errors import NotAScoreError
 from respan_mcp.evaluator import OPERATORS, Evaluator, Operator
+from respan_mcp.evaluator_fields import CHOICES_KEPT, LONG_TEXT
 
 # A description in a list is cut here (get_evaluator gives it whole): pages of 100 stay readable.
 LISTED_DESCRIPTION_LIMIT = 300
@@ -163,8 +164,8 @@ class EvaluatorBasics(OutputModel):
     max_score: float | None = Field(None, description="Highest allowed numerical_value, if bounded.")
     choices_left_out: int | None = Field(
         None,
-        description="Choices Respan lists that are not shown (past the first 50, or too long to send); Respan "
-        "still checks a value against them all.",
+        description=f"Choices Respan lists that are not shown (past the first {CHOICES_KEPT}, or too long to send); "
+        "Respan still checks a value against them all.",
     )
 
     @staticmethod
@@ -210,7 +211,10 @@ class EvaluatorDetail(EvaluatorBasics):
     choices: list[EvaluatorChoice] | None = Field(
         None, description="The choices, if any: categorical_value holds each one's value; name is what people see."
     )
-    description: str | None = Field(None, description="What the evaluator measures, as its authors wrote it.")
+    description: str | None = Field(
+        None, description=f"What the evaluator measures, as its authors wrote it (a text past {LONG_TEXT} characters "
+        "is cut, and says so)."
+    )
     rubric: str | None = Field(None, description="The scoring rubric: what each value means.")
     definition: str | None = Field(
         None, description="The evaluator's definition: the grader's prompt, saying what it looks at."

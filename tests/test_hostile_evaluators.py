@@ -249,3 +249,33 @@ async def test_api_words_with_a_line_break_reach_a_log_on_one_line(
     warned = [line for line in lines if "could not be looked up" in line]
     assert len(warned) == 1 and r"down\n" + FORGED in warned[0], lines
     assert not any(line.startswith(FORGED) for line in lines)
+
+
+# -- reading one evaluator -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None, [], "evaluator", 7,
+        {"id": None, "evaluator_slug": None, "name": None},
+        {"id": True, "evaluator_slug": ["a"], "name": 1.5, "score_value_type": {"t": 1}, "description": 3},
+        {"id": "e", "score_value_type": "numerical", "score_config": {"min_score": 10**400, "max_score": "5"}},
+        {"id": "e", "score_value_type": "single_select", "score_config": {"choices": [True, {}, [], {"value": {"a": 1}}]}},
+        {"id": "e", "passing_conditions": {"primary_score": {"operator": "gte", "value": 10**400}}},
+        {"id": "e", "passing_conditions": {"primary_score": {"operator": ["gte"], "value": "9" * 5000}}},
+        {"id": "e", "llm_config": "rubric", "configurations": [1], "score_config": 0},
+    ],
+)
+def test_reading_an_evaluator_never_raises(data: Any) -> None:
+    evaluator = Evaluator.from_api(data)
+    evaluator.describe(), evaluator.what_to_send(), evaluator.condition_text(), evaluator.passes(1)
+    assert evaluator.name is None or isinstance(evaluator.name, str)
+
+
+def test_a_number_id_and_number_choices_read_as_text_and_a_cut_slug_is_not_a_handle() -> None:
+    evaluator = Evaluator.from_api({"id": 42, "evaluator_slug": "x" * 300, "score_value_type": "single_select",
+                                    "score_config": {"choices": [1, 2.5, {"name": 3, "value": 4}, "y" * 101]}})
+    assert evaluator.id == "42" and evaluator.usable and evaluator.whole_slug is None
+    assert evaluator.choices == ("1", "2.5", "4") and evaluator.choices_left_out == 1
+    assert not Evaluator.from_api({"evaluator_slug": "x" * 300}).usable
