@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer
 from pydantic_core import core_schema
 
+from respan_mcp import evaluator_fields
 from respan_mcp.errors import NotAScoreError
 from respan_mcp.evaluator import OPERATORS, Evaluator, Operator
-from respan_mcp.evaluator_fields import CHOICES_KEPT, LONG_TEXT
+from respan_mcp.evaluator_fields import CHOICES_KEPT, LONG_TEXT, SHORT_TEXT
 
 # A description in a list is cut here (get_evaluator gives it whole): pages of 100 stay readable.
 LISTED_DESCRIPTION_LIMIT = 300
@@ -109,6 +110,20 @@ class Score(OutputModel):
     evaluator_choices: list[str] | None = Field(
         None, description="The values categorical_value may hold for this evaluator, when it has choices."
     )
+
+    @field_validator("evaluator_slug", "evaluator_name", mode="before")
+    @classmethod
+    def _evaluator_words(cls, value: Any) -> str | None:
+        """The evaluator's words, read as an evaluator's are: text, bounded, or absent (an odd evaluator's
+        name must not make a stored score unreadable)."""
+        return evaluator_fields.text(value)
+
+    @field_validator("evaluator", mode="before")
+    @classmethod
+    def _evaluator_summary(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {k: evaluator_fields.cut(v, SHORT_TEXT) if isinstance(v, str) else v for k, v in value.items()}
 
     def about(self, evaluator: Evaluator | None) -> Self:
         """This score with what its evaluator says about it: passing condition, range, choices (a copy)."""

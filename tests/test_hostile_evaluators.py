@@ -152,6 +152,20 @@ async def test_writes_to_the_other_evaluators_go_through(session: Client, hostil
         (f"/api/logs/{LOG_ID}/scores/", "helpfulness"), (f"/api/logs/{LOG_ID}/scores/", "many_choices")]
 
 
+@pytest.mark.parametrize("evaluator_id", ["evl_obj", "evl_deep", "evl_long", "evl_inject"])
+async def test_a_write_checked_against_an_odd_evaluator_is_written_and_reads(
+    session: Client, hostile: FakeRespan, evaluator_id: str
+) -> None:
+    """Each takes a boolean: the write is sent. The stand-in's answer echoes the odd name and slug into the
+    score; they are read as the evaluator's are (text, bounded, or absent), so the score reads."""
+    result = await session.call_tool("upsert_log_score", {"log_id": LOG_ID, "evaluator_id": evaluator_id,
+                                                          "boolean_value": True})
+    assert [w.body.get("evaluator_id") for w in hostile.writes()] == [evaluator_id]
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None and result.structured_content["boolean_value"] is True
+    assert len(text_of(result)) < MESSAGE_BOUND
+
+
 @pytest.mark.parametrize(
     "arguments, said",
     [
