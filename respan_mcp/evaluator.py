@@ -81,6 +81,7 @@ class Evaluator:
     min_score: float | None
     max_score: float | None
     named_choices: tuple[Choice, ...] | None = None
+    whole_slug: str | None = None  # the slug as a write can send it; None when `slug` had to be cut or made one line
     choices_left_out: int = 0  # choices Respan listed that are not in named_choices (evaluator_fields.choices)
     description: str | None = None
     rubric: str | None = None  # llm_config.scoring_rubric: what each value means
@@ -97,31 +98,25 @@ class Evaluator:
         legacy = dict_of(data.get("configurations"))  # older evaluators keep range, rubric and prompt here
         llm = dict_of(data.get("llm_config"))
         named, left_out = fields.choices(config.get("choices") or data.get("categorical_choices") or legacy.get("choices"))
-        score_value_type = fields.text(data.get("score_value_type"))
+        score_value_type = fields.line(data.get("score_value_type"))
+        raw_slug = next((s for s in (data.get("evaluator_slug"), data.get("slug")) if isinstance(s, str) and s.strip()), None)
         # A percentage is 0 to 100 even when the evaluator does not say so.
         low, high = PERCENTAGE_RANGE if score_value_type == "percentage" else (None, None)
-        long = fields.LONG_TEXT
         return cls(
             id=fields.handle(data.get("id")),
-            slug=fields.text(data.get("evaluator_slug")) or fields.text(data.get("slug")),
-            name=fields.text(data.get("name")),
+            slug=fields.line(raw_slug),
+            whole_slug=fields.handle(raw_slug) or None,
+            name=fields.line(data.get("name")),
             score_value_type=score_value_type,
             min_score=first_number(config.get("min_score"), legacy.get("min_score"), low),
             max_score=first_number(config.get("max_score"), legacy.get("max_score"), high),
             named_choices=named,
             choices_left_out=left_out,
-            description=fields.text(data.get("description"), long),
-            rubric=fields.text(llm.get("scoring_rubric"), long) or fields.text(legacy.get("scoring_rubric"), long),
-            definition=(
-                fields.text(llm.get("evaluator_definition"), long) or fields.text(legacy.get("evaluator_definition"), long)
-            ),
+            description=fields.text(data.get("description")),
+            rubric=fields.text(llm.get("scoring_rubric")) or fields.text(legacy.get("scoring_rubric")),
+            definition=fields.text(llm.get("evaluator_definition")) or fields.text(legacy.get("evaluator_definition")),
             passing_condition=PassingCondition.from_api(data.get("passing_conditions")),
         )
-
-    @property
-    def whole_slug(self) -> str | None:
-        """The slug when it was read whole: a cut one (shown with its marker) names nothing a write could send."""
-        return self.slug if self.slug and not fields.was_cut(self.slug) else None
 
     @property
     def usable(self) -> bool:

@@ -17,7 +17,8 @@ SHORT_TEXT = 200  # an id, a slug, a name, a type: far past any real one
 LONG_TEXT = 4000  # a description, a rubric, a definition: room for a real rubric, not a flood
 CHOICE_TEXT = 100  # a choice's name or value
 CHOICES_KEPT = 50  # a select evaluator's choices: more are left out and counted
-_CUT = re.compile(r"… \[cut: \d+ characters\]\Z")
+# Characters that would break a line or move the cursor: C0 and C1 controls, DEL, the Unicode line separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 class Choice(NamedTuple):
@@ -32,21 +33,25 @@ def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… [cut: {len(text)} characters]"
 
 
-def was_cut(text: str) -> bool:
-    return _CUT.search(text) is not None
-
-
-def text(value: Any, limit: int = SHORT_TEXT) -> str | None:
+def text(value: Any, limit: int = LONG_TEXT) -> str | None:
     """Text as given, bounded; None when absent, blank or not text (an object, a list, a number)."""
     return cut(value.strip(), limit) if isinstance(value, str) and value.strip() else None
 
 
+def line(value: Any, limit: int = SHORT_TEXT) -> str | None:
+    """A name, a slug or a type as shown: `text` on one line, control characters and line breaks as a space."""
+    found = text(value, limit)
+    return _CONTROL.sub(" ", found) if found else None
+
+
 def handle(value: Any) -> str:
-    """An id as text (a number is read as its digits), or "" when it cannot be passed back whole:
-    absent, not text, or longer than any id (a cut id would name nothing)."""
+    """An id or slug as it can be sent back (a number read as its digits), or "" when it cannot be sent
+    back whole: absent, not text, longer than any id, or holding a line break."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    return value.strip() if isinstance(value, str) and len(value.strip()) <= SHORT_TEXT else ""
+    if not isinstance(value, str) or len(value.strip()) > SHORT_TEXT or _CONTROL.search(value.strip()):
+        return ""
+    return value.strip()
 
 
 def dict_of(value: Any) -> dict[str, Any]:
@@ -111,5 +116,5 @@ def choices(raw: Any) -> tuple[tuple[Choice, ...] | None, int]:
             left_out += 1
             continue
         shown = str(name) if is_number(name) else name if isinstance(name, str) else value
-        found.append(Choice(name=cut(shown, CHOICE_TEXT), value=value))
+        found.append(Choice(name=line(shown, CHOICE_TEXT) or value, value=value))
     return tuple(found) or None, left_out

@@ -116,7 +116,7 @@ class Score(OutputModel):
     def _evaluator_words(cls, value: Any) -> str | None:
         """The evaluator's words, read as an evaluator's are: text, bounded, or absent (an odd evaluator's
         name must not make a stored score unreadable)."""
-        return evaluator_fields.text(value)
+        return evaluator_fields.line(value)
 
     @field_validator("evaluator", mode="before")
     @classmethod
