@@ -115,7 +115,9 @@ class Score(OutputModel):
     @classmethod
     def _evaluator_words(cls, value: Any) -> str | None:
         """The evaluator's words, read as an evaluator's are: text, bounded, or absent (an odd evaluator's
-        name must not make a stored score unreadable)."""
+        name must not make a stored score unreadable). A short printable one, the usual, is taken as it is."""
+        if isinstance(value, str) and len(value) <= SHORT_TEXT and value.isprintable():
+            return value
         return evaluator_fields.line(value)
 
     @field_validator("evaluator", mode="before")
@@ -123,7 +125,8 @@ class Score(OutputModel):
     def _evaluator_summary(cls, value: Any) -> Any:
         if not isinstance(value, dict):
             return value
-        return {k: evaluator_fields.cut(v, SHORT_TEXT) if isinstance(v, str) else v for k, v in value.items()}
+        long = [k for k, v in value.items() if isinstance(v, str) and len(v) > SHORT_TEXT]
+        return value | {k: evaluator_fields.cut(value[k], SHORT_TEXT) for k in long} if long else value
 
     def about(self, evaluator: Evaluator | None) -> Self:
         """This score with what its evaluator says about it: passing condition, range, choices (a copy)."""

@@ -125,13 +125,15 @@ PROBE = r"""
 import json, os, sys
 from pathlib import Path
 package = str(Path(__import__("respan_mcp").__file__).parent)
-seen, calls, done = set(), [0], [False]
+seen, calls, done, started = set(), [0], [False], set()
 def profile(frame, event, arg):
     if event != "call" or done[0]:
         return
     path = frame.f_code.co_filename
     if path.startswith(package):
-        if frame.f_code.co_name == "call_tool" and path.endswith("server.py"):
+        # A coroutine's every resumption is a "call" too: count each call_tool once, by its frame.
+        if frame.f_code.co_name == "call_tool" and path.endswith("server.py") and frame not in started:
+            started.add(frame)
             calls[0] += 1
         if calls[0] >= 2:
             seen.add(Path(path).stem)
