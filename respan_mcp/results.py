@@ -123,6 +123,7 @@ class Score(OutputModel):
     @field_validator("evaluator", mode="before")
     @classmethod
     def _evaluator_summary(cls, value: Any) -> Any:
+        """The evaluator's metadata as Respan gives it, each long text in it cut as an evaluator's would be."""
         if not isinstance(value, dict):
             return value
         long = [k for k, v in value.items() if isinstance(v, str) and len(v) > SHORT_TEXT]
