@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import Field
 
 from respan_mcp.evaluator import OPERATORS, Evaluator, Operator
+from respan_mcp.evaluator_fields import CHOICES_KEPT, LONG_TEXT
 from respan_mcp.results import OutputModel, one_line
 
 # A description in a list is cut here (get_evaluator gives it whole): pages of 100 stay readable.
@@ -40,6 +41,11 @@ class EvaluatorBasics(OutputModel):
     value_field: str | None = Field(None, description="The value field a score for this evaluator must use.")
     min_score: float | None = Field(None, description="Lowest allowed numerical_value, if bounded.")
     max_score: float | None = Field(None, description="Highest allowed numerical_value, if bounded.")
+    choices_left_out: int | None = Field(
+        None,
+        description=f"Choices Respan lists that are not shown (past the first {CHOICES_KEPT}, or too long to send); "
+        "Respan still checks a value against them all.",
+    )
 
     @staticmethod
     def basics(evaluator: Evaluator) -> dict[str, Any]:
@@ -51,6 +57,7 @@ class EvaluatorBasics(OutputModel):
             "value_field": evaluator.value_field,
             "min_score": evaluator.min_score,
             "max_score": evaluator.max_score,
+            "choices_left_out": evaluator.choices_left_out or None,
         }
 
 
@@ -83,7 +90,10 @@ class EvaluatorDetail(EvaluatorBasics):
     choices: list[EvaluatorChoice] | None = Field(
         None, description="The choices, if any: categorical_value holds each one's value; name is what people see."
     )
-    description: str | None = Field(None, description="What the evaluator measures, as its authors wrote it.")
+    description: str | None = Field(
+        None, description=f"What the evaluator measures, as its authors wrote it (a text past {LONG_TEXT} characters "
+        "is cut, and says so)."
+    )
     rubric: str | None = Field(None, description="The scoring rubric: what each value means.")
     definition: str | None = Field(
         None, description="The evaluator's definition: the grader's prompt, saying what it looks at."
@@ -124,4 +134,7 @@ class EvaluatorPage(OutputModel):
 
     count: int = Field(description="How many evaluators match in all.")
     evaluators: list[EvaluatorSummary] = Field(description="This page's evaluators.")
+    skipped: int | None = Field(
+        None, description="Evaluators of this page left out: Respan described them without an id or slug to use."
+    )
     next_page: int | None = Field(None, description="The page to ask for next, if there are more.")

@@ -12,11 +12,13 @@ import math
 import unicodedata
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer
 from pydantic_core import core_schema
 
+from respan_mcp import evaluator_fields
 from respan_mcp.errors import NotAScoreError
 from respan_mcp.evaluator import Evaluator
+from respan_mcp.evaluator_fields import SHORT_TEXT
 from respan_mcp.net import ASCII_LOWER, redact_json
 
 
@@ -134,6 +136,24 @@ class Score(OutputModel):
     evaluator_choices: list[str] | None = Field(
         None, description="The values categorical_value may hold for this evaluator, when it has choices."
     )
+
+    @field_validator("evaluator_slug", "evaluator_name", mode="before")
+    @classmethod
+    def _evaluator_words(cls, value: Any) -> str | None:
+        """The evaluator's words, read as an evaluator's are: text, bounded, or absent (an odd evaluator's
+        name must not make a stored score unreadable). A short printable one, the usual, is taken as it is."""
+        if isinstance(value, str) and len(value) <= SHORT_TEXT and value.isprintable():
+            return value
+        return evaluator_fields.line(value)
+
+    @field_validator("evaluator", mode="before")
+    @classmethod
+    def _evaluator_summary(cls, value: Any) -> Any:
+        """The evaluator's metadata as Respan gives it, each long text in it cut as an evaluator's would be."""
+        if not isinstance(value, dict):
+            return value
+        long = [k for k, v in value.items() if isinstance(v, str) and len(v) > SHORT_TEXT]
+        return value | {k: evaluator_fields.cut(value[k], SHORT_TEXT) for k in long} if long else value
 
     def about(self, evaluator: Evaluator | None) -> Self:
         """This score with what its evaluator says about it: passing condition, range, choices (a copy)."""

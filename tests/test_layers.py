@@ -30,7 +30,7 @@ LAYERS = [
     # what can go wrong, and what to do about it
     "errors", "answers", "retry",
     # what a score is and what an evaluator allows
-    "values", "evaluator", "schema", "arguments", "results", "evaluator_results",
+    "values", "evaluator_fields", "evaluator", "schema", "arguments", "results", "evaluator_results",
     # the Respan API and what is kept of it
     "client", "evaluator_cache",
     # the tools
@@ -126,13 +126,15 @@ PROBE = r"""
 import json, os, sys
 from pathlib import Path
 package = str(Path(__import__("respan_mcp").__file__).parent)
-seen, calls, done = set(), [0], [False]
+seen, calls, done, started = set(), [0], [False], set()
 def profile(frame, event, arg):
     if event != "call" or done[0]:
         return
     path = frame.f_code.co_filename
     if path.startswith(package):
-        if frame.f_code.co_name == "call_tool" and path.endswith("server.py"):
+        # A coroutine's every resumption is a "call" too: count each call_tool once, by its frame.
+        if frame.f_code.co_name == "call_tool" and path.endswith("server.py") and frame not in started:
+            started.add(frame)
             calls[0] += 1
         if calls[0] >= 2:
             seen.add(Path(path).stem)
