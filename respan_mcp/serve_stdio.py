@@ -61,8 +61,10 @@ async def serve_stdio(server: Server[Any], *, on_stop: Callable[[], None] | None
         wire = Wire(stdin, stdout, on_stop)
         async with anyio.create_task_group() as group:
             group.start_soon(stop_on_signal, wire.stop_reading, group.cancel_scope)
+            # The server runs as a task of its own, beside the wire's reader and writer, so this session's
+            # frames wait for the three to end rather than sitting under every message the server handles.
             async with anyio.create_task_group() as session:
                 session.start_soon(wire.read)
                 session.start_soon(wire.write)
-                await server.run(wire.from_host, wire.to_host, server.create_initialization_options())
+                session.start_soon(server.run, wire.from_host, wire.to_host, server.create_initialization_options())
             group.cancel_scope.cancel()
