@@ -28,7 +28,7 @@ import httpx2
 from respan_mcp.answers import MIB, answer_too_large, error_from_exception, error_from_response, not_json, request_id
 from respan_mcp.config import Config
 from respan_mcp.errors import InvalidRequestError, NotFoundError, RespanError, UnexpectedAnswerError
-from respan_mcp.net import ASCII_LOWER, pieces_of, redact
+from respan_mcp.net import pieces_of, redact
 from respan_mcp.retry import Clock, EventLoopClock, Retrying, RetryPolicy
 from respan_mcp.values import prune_json
 
@@ -286,15 +286,24 @@ class RespanClient:
                 sent=progress.sent,
             ) from None
         # The body is read: hand the error mapping a plain, already-decoded response.
-        answer = httpx2.Response(response.status_code, headers=_plain_headers(response.headers), content=content)
+        headers = _plain_headers(response.headers)
+        answer = httpx2.Response(response.status_code, headers=headers, content=content)
         if not answer.is_success:
             raise error_from_response(answer, request.not_found, caller.secrets)
         if not content:
             return None
+        # A log can be tens of MB: its text is decoded once (as answer.text would), and its bytes, then its
+        # text, are let go before the next step, so at most two forms of it are held at once.
+        encoding = answer.encoding or "utf-8"
+        text = content.decode(encoding, "replace")
+        del answer, content
         try:
-            return readable_answer(json.loads(prune_json(answer.text)), caller)
+            data = json.loads(prune_json(text))
         except ValueError:
+            answer = httpx2.Response(response.status_code, headers=headers, content=text.encode(encoding, "replace"))
             raise not_json(answer, caller.secrets, request.method) from None
+        del text
+        return readable_answer(data, caller)
 
     async def _read(self, response: httpx2.Response, request: Request, secrets: tuple[str, ...]) -> bytes:
         """The decoded body, refused as soon as it passes the request's cap (a small gzip can inflate to gigabytes).
@@ -384,11 +393,31 @@ def readable_answer(data: Any, caller: Caller) -> Any:
     One redaction check over all its strings at once keeps the common answer cheap."""
     strings: list[str] = []
     data = _finite(data, strings)
-    if caller.pieces and strings:
-        haystack = "\0".join(strings).translate(ASCII_LOWER)
-        if any(piece in haystack for piece in caller.pieces):
-            data = _redacted_strings(data, caller.secrets)
+    if caller.pieces and strings and _holds_a_piece(strings, caller.pieces):
+        data = _redacted_strings(data, caller.secrets)
     return data
+
+
+REDACTION_BATCH = MIB  # characters checked in one go: a whole common answer, a huge one a part at a time
+
+
+def _holds_a_piece(strings: list[str], pieces: frozenset[str]) -> bool:
+    """Whether any of `strings` holds one of `pieces` (lower case), ASCII letters matched in either case.
+
+    Checked as UTF-8 lowered by `bytes.lower`, which lowers ASCII letters only, as `net.ASCII_LOWER` does, but
+    at memory speed (`str.translate` goes character by character through text that is not ASCII: seconds
+    for a log of tens of MB); a text holds a piece exactly when its UTF-8 holds the piece's. The strings
+    go in parts of about REDACTION_BATCH characters, so a large answer is never copied whole."""
+    encoded = [piece.encode("utf-8", "surrogatepass") for piece in pieces]
+    start, size = 0, 0
+    for end, text in enumerate(strings, 1):
+        size += len(text)
+        if size >= REDACTION_BATCH or end == len(strings):
+            haystack = "\0".join(strings[start:end]).encode("utf-8", "surrogatepass").lower()
+            if any(piece in haystack for piece in encoded):
+                return True
+            start, size = end, 0
+    return False
 
 
 def _finite(value: Any, strings: list[str]) -> Any:
