@@ -143,6 +143,20 @@ async def latency(api_url: str, score_id: str, calls: int, warmup: int, block: i
     return out
 
 
+async def direct_gets(api_url: str, score_id: str, samples: int) -> dict[str, list[float]]:
+    """The ordinary log and the score read straight from the stand-in, interleaved: what no server can go below."""
+    paths = {"get_score": f"/scores/{score_id}/", "get_log": f"/request-logs/{ORDINARY}/"}
+    times: dict[str, list[float]] = {tool: [] for tool in paths}
+    async with httpx2.AsyncClient(base_url=f"{api_url}/api", headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+        for i in range(samples + 20):
+            for tool in interleaved(i, tuple(paths)):
+                start = time.perf_counter()
+                (await http.get(paths[tool])).raise_for_status()
+                if i >= 20:
+                    times[tool].append(time.perf_counter() - start)
+    return times
+
+
 async def big_read(api_url: str) -> dict[str, Any]:
     """A fresh server answers get_log on the big log once: its peak RSS before and after, and the answer."""
     before_spawn = children()
@@ -171,6 +185,7 @@ def figures(raw: dict[str, Any], options: argparse.Namespace) -> dict[str, Figur
     p50 = {tool: percentile(lat[tool]["latency"], 50) * ms for tool in lat}
     p99 = {tool: percentile(lat[tool]["latency"], 99) * ms for tool in lat}
     cpu = {tool: lat[tool]["cpu_s"] / len(lat[tool]["latency"]) * ms for tool in lat}
+    floor = {tool: percentile(raw["floor"][tool], 50) * ms for tool in lat}
     big = raw["big"]
     peak = max(run["peak_mb"] for run in big)
     answer_kb = max(run["answer_bytes"] for run in big) / 1000
@@ -178,6 +193,9 @@ def figures(raw: dict[str, Any], options: argparse.Namespace) -> dict[str, Figur
         "get_log_p50_ms": Figure("get_log p50 over stdio, ordinary log (reference: get_score)", "ms",
                                  p50["get_score"], p50["get_log"], "<= 1.15x"),
         "get_log_p99_ms": Figure("get_log p99 over stdio (reference: get_score)", "ms", p99["get_score"], p99["get_log"]),
+        "floor_p50_ms": Figure("direct GET p50: the log (reference: the score)", "ms", floor["get_score"], floor["get_log"]),
+        "over_floor_p50_ms": Figure("get_log p50 over its direct GET (reference: get_score's)", "ms",
+                                    p50["get_score"] - floor["get_score"], p50["get_log"] - floor["get_log"]),
         "get_log_cpu_ms": Figure("server CPU per call, get_log (reference: get_score)", "ms", cpu["get_score"], cpu["get_log"]),
         "get_log_answer_kb": Figure("get_log answer, ordinary log (reference: get_score's)", "kB",
                                     lat["get_score"]["answer_bytes"] / 1000, lat["get_log"]["answer_bytes"] / 1000),
@@ -226,12 +244,14 @@ def main(argv: list[str] | None = None) -> None:
     with process(api, ready="READY") as (_, ready):
         api_url = ready.split()[1]
         score_id = anyio.run(seed_scores, api_url)[0]
+        progress("direct GETs of the log and the score")
+        floor = anyio.run(direct_gets, api_url, score_id, options.calls)
         progress(f"get_log and get_score over stdio ({options.calls} timed calls each)")
         lat = anyio.run(latency, api_url, score_id, options.calls, options.warmup, options.block)
         progress(f"get_log on a {options.big_mb:g} MB log ({options.big_reps} fresh servers)")
         seconds, size = anyio.run(direct_get, api_url)
         big = [anyio.run(big_read, api_url) for _ in range(options.big_reps)]
-    raw = {"latency": lat, "big": big, "direct": {"seconds": seconds, "bytes": size}}
+    raw = {"latency": lat, "floor": floor, "big": big, "direct": {"seconds": seconds, "bytes": size}}
     results = figures(raw, options)
     report = table(results, ("reference", "respan-mcp"))
     print(report)
@@ -241,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(options).items()},
         "environment": {"load_average": {"before": load_before, "after": os.getloadavg()},
                         "seconds": round(time.monotonic() - started, 1)},
-        "samples": {"latency_s": {tool: lat[tool]["latency"] for tool in lat}, "big": big},
+        "samples": {"latency_s": {tool: lat[tool]["latency"] for tool in lat}, "direct_get_s": floor, "big": big},
     }
     options.json.parent.mkdir(parents=True, exist_ok=True)
     options.json.write_text(json.dumps(document, indent=2) + "\n")
