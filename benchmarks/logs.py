@@ -34,6 +34,7 @@ from typing import Any
 import anyio
 import httpx2
 from mcp import Client
+from mcp.types import CallToolResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import API_KEY, ROOT, Figure, children, cpu_s, interleaved, percentile, process, rss_mb, stdio, table  # noqa: E402
@@ -107,15 +108,19 @@ async def seed_scores(api_url: str) -> list[str]:
     return ids
 
 
-async def timed(client: Client, tool: str, arguments: dict[str, Any]) -> tuple[float, dict[str, Any], int]:
-    """Seconds the call took, its structured content, and the answer's size as the client got it (bytes)."""
+async def timed(client: Client, tool: str, arguments: dict[str, Any]) -> tuple[float, CallToolResult]:
+    """Seconds the call took, and its result."""
     start = time.perf_counter()
     result = await client.call_tool(tool, arguments)
     elapsed = time.perf_counter() - start
     if result.is_error or result.structured_content is None:
         raise RuntimeError(f"{tool} failed: {result.content}")
-    size = len(result.model_dump_json(by_alias=True, exclude_none=True).encode())
-    return elapsed, result.structured_content, size
+    return elapsed, result
+
+
+def size_of(result: CallToolResult) -> int:
+    """The answer's size as the client got it, in bytes (its structured content and its text)."""
+    return len(result.model_dump_json(by_alias=True, exclude_none=True).encode())
 
 
 async def latency(api_url: str, score_id: str, calls: int, warmup: int, block: int) -> dict[str, Any]:
@@ -125,10 +130,12 @@ async def latency(api_url: str, score_id: str, calls: int, warmup: int, block: i
     before_spawn = children()
     async with stdio("ours", api_url) as client:
         (pid,) = children() - before_spawn
-        _, detail, out["get_log"]["answer_bytes"] = await timed(client, "get_log", tools["get_log"])
+        first = {tool: (await timed(client, tool, arguments))[1] for tool, arguments in tools.items()}
+        for tool, result in first.items():
+            out[tool]["answer_bytes"] = size_of(result)
+        detail = first["get_log"].structured_content or {}
         if len(detail.get("scores") or []) != len(EVALUATORS) or not detail.get("input"):
             raise RuntimeError(f"get_log did not show the ordinary log with its scores: {detail}")
-        out["get_score"]["answer_bytes"] = (await timed(client, "get_score", tools["get_score"]))[2]
         for tool, arguments in tools.items():
             for _ in range(warmup):
                 await timed(client, tool, arguments)
@@ -164,8 +171,9 @@ async def big_read(api_url: str) -> dict[str, Any]:
         (pid,) = children() - before_spawn
         await timed(client, "get_log", {"log_id": ORDINARY})  # the call path warm, as in any session
         before = rss_mb(pid, "VmHWM")
-        elapsed, detail, size = await timed(client, "get_log", {"log_id": BIG})
+        elapsed, result = await timed(client, "get_log", {"log_id": BIG})
         after = {"peak_mb": rss_mb(pid, "VmHWM"), "rss_mb": rss_mb(pid)}
+    size, detail = size_of(result), result.structured_content or {}
     if not detail.get("cut") or not detail.get("output"):
         raise RuntimeError(f"get_log did not cut the big log: {str(detail)[:500]}")
     return {"peak_before_mb": before, "seconds": elapsed, "answer_bytes": size} | after
