@@ -82,9 +82,9 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-def interleaved(rep: int) -> tuple[str, ...]:
-    """Alternate which server goes first, so neither always runs on a warmer machine."""
-    return SERVERS if rep % 2 == 0 else SERVERS[::-1]
+def interleaved(rep: int, pair: tuple[str, ...] = SERVERS) -> tuple[str, ...]:
+    """Alternate which server (or tool) goes first, so neither always runs on a warmer machine."""
+    return pair if rep % 2 == 0 else pair[::-1]
 
 
 @contextmanager
@@ -128,11 +128,12 @@ def children() -> set[int]:
     return found
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory now (VmRSS), or its peak since the process started (VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+    raise RuntimeError(f"no {field} for {pid}")
 
 
 def cpu_s(pid: int) -> float:
@@ -403,8 +404,8 @@ def number(value: float | None) -> str:
     return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
 
 
-def table(results: dict[str, Figure]) -> str:
-    rows = [("figure", "unit", "baseline", "respan-mcp", "ratio", "target")]
+def table(results: dict[str, Figure], columns: tuple[str, str] = ("baseline", "respan-mcp")) -> str:
+    rows = [("figure", "unit", *columns, "ratio", "target")]
     for figure in results.values():
         ratio = f"{figure.ratio:.2f}x" if figure.ratio is not None else ""
         target = figure.target + {True: " (met)", False: " (MISSED)", None: ""}[figure.met]

@@ -290,15 +290,24 @@ class RespanClient:
                 sent=progress.sent,
             ) from None
         # The body is read: hand the error mapping a plain, already-decoded response.
-        answer = httpx2.Response(response.status_code, headers=_plain_headers(response.headers), content=content)
+        headers = _plain_headers(response.headers)
+        answer = httpx2.Response(response.status_code, headers=headers, content=content)
         if not answer.is_success:
             raise error_from_response(answer, request.not_found, caller.secrets)
         if not content:
             return None
+        # A log can be tens of MB: its text is decoded once (as answer.text would), and its bytes, then its
+        # text, are let go before the next step, so at most two forms of it are held at once.
+        encoding = answer.encoding or "utf-8"
+        text = content.decode(encoding, "replace")
+        del answer, content
         try:
-            return readable_answer(json.loads(prune_json(answer.text)), caller.pieces, caller.secrets)
+            data = json.loads(prune_json(text))
         except ValueError:
+            answer = httpx2.Response(response.status_code, headers=headers, content=text.encode(encoding, "replace"))
             raise not_json(answer, caller.secrets, request.method) from None
+        del text
+        return readable_answer(data, caller.pieces, caller.secrets)
 
     async def _read(self, response: httpx2.Response, request: Request, secrets: tuple[str, ...]) -> bytes:
         """The decoded body, refused as soon as it passes the request's cap (a small gzip can inflate to gigabytes).

@@ -1,4 +1,4 @@
-"""The benchmark scripts, run in their smoke modes so they cannot rot.
+"""The benchmark scripts (run.py, batch.py, logs.py), run in their smoke modes so they cannot rot.
 
 Only that they run and report every figure is checked: timings on a shared machine are
 noise at these sizes, and thresholds belong to the full runs (see docs/performance.md).
@@ -54,3 +54,20 @@ def test_batch_py_writes_every_score_resending_what_the_deadline_deferred(tmp_pa
     assert len(run["calls"]) >= 2 and run["calls"][0]["written"] < 48  # the first call deferred some
     assert sum(call["written"] for call in run["calls"]) == 48
     assert "speed-up (target >= 5x)" in done.stdout
+
+
+def test_logs_py_reports_get_log_against_get_score_and_the_peak_rss_of_a_large_read(tmp_path: Path) -> None:
+    done = run_script("logs.py", tmp_path / "logs.json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads((tmp_path / "logs.json").read_text())["figures"]
+    p50 = figures["get_log_p50_ms"]
+    assert p50["baseline"] > 0 and p50["ours"] > 0 and p50["ratio"] is not None  # get_score's p50, get_log's
+    assert p50["target"] == "<= 1.15x"
+    peak = figures["big_peak_rss_mb"]
+    assert peak["ours"] >= peak["baseline"] > 0  # the server's peak after the large read, and before it
+    assert peak["target"] == "< 250 MB"
+    answer = figures["big_answer_kb"]
+    assert 0 < answer["ours"] < answer["baseline"]  # what the agent got, cut; what the API answered, whole
+    assert answer["target"] == "< 200 kB"
+    assert "| get_log p50 over stdio, ordinary log" in done.stdout
+    assert "| peak RSS reading a 1 MB log" in done.stdout
