@@ -38,7 +38,7 @@ LAYERS = [
     # the server and its wiring
     "prompts", "panel", "calllog", "server",
     # transports and the command line
-    "auth", "check", "http_drain", "serve_http", "stdio_lines", "stdio_process", "serve_stdio", "__main__",
+    "auth", "check", "http_connections", "http_drain", "serve_http", "stdio_lines", "stdio_process", "serve_stdio", "__main__",
 ]
 
 
