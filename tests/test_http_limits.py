@@ -13,11 +13,10 @@ import resource
 import select
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import AbstractContextManager, ExitStack, suppress
 from pathlib import Path
 
 import anyio
@@ -29,7 +28,7 @@ from respan_mcp.config import SHUTDOWN_GRACE
 from respan_mcp.http_connections import connection_bound
 from respan_mcp.http_drain import BODY_DEADLINE, CLOSE_GRACE
 from respan_mcp.settings import default
-from tests.conftest import console_script, free_port, server_env, stop, wait_healthy
+from tests.conftest import server_env
 from tests.fake_api import FakeRespan, RunningFakeRespan
 from tests.test_http import WRITE, Replica, mcp_client, replica
 
@@ -101,7 +100,7 @@ async def test_a_call_that_outlasts_the_grace_does_not_hold_the_exit(
 SLOW = 1_100  # silent connections: more than the usual default of 1,024 descriptors
 SERVER_FDS = 1_024  # the descriptor limit, soft and hard, of the replica these tests start
 LONG_WAIT = "300"  # RESPAN_HEADER_TIMEOUT where only the connection bound may drop a slow client
-# Started in place of the console script: lower the descriptor limits, then become the server.
+# The replica's launcher: lower the descriptor limits, then become the console script.
 _LIMITED = "import os, resource, sys; n = int(sys.argv[1]); resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); os.execv(sys.argv[2], sys.argv[2:])"
 
 
@@ -117,23 +116,10 @@ def many_fds() -> Iterator[None]:
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-@contextmanager
-def limited_replica(tmp_path: Path, env: dict[str, str], fds: int = SERVER_FDS) -> Iterator[Replica]:
+def limited_replica(tmp_path: Path, env: dict[str, str], fds: int = SERVER_FDS) -> AbstractContextManager[Replica]:
     """A streamable HTTP replica on 127.0.0.1 that may hold at most `fds` descriptors."""
-    port = free_port()
-    stderr = tmp_path / f"replica-{port}.log"
-    with stderr.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-c", _LIMITED, str(fds), console_script(), "--transport", "streamable-http",
-             "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=sink,
-        )  # fmt: skip
-    running = Replica(process, port, stderr)
-    try:
-        wait_healthy(f"{running.url}/healthz", process, running.stderr)
-        yield running
-    finally:
-        stop(process)
+    launcher = (sys.executable, "-c", _LIMITED, str(fds))
+    return replica(tmp_path, "--transport", "streamable-http", env=env, launcher=launcher)
 
 
 def open_slow(port: int, stack: ExitStack) -> list[socket.socket]:
