@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import h11
@@ -66,29 +67,36 @@ def connection_bound(fd_limit: int, api_connections: int) -> int:
 def bounded_protocol(bound: int, deadline: float) -> type[H11Protocol]:
     """uvicorn's h11 protocol with the header deadline and the bound, for `uvicorn.Config(http=...)`.
 
-    A class per server, so each has its own table of connections waiting for a head.
+    A class per server, so each has its own table (uvicorn makes one protocol instance per connection
+    from the class it is given, and passes it no arguments of ours).
     """
 
     class Bounded(BoundedH11Protocol):
-        limit = bound
-        header_timeout = deadline
-        waiting = {}
+        table = Table(bound, deadline)
 
     return Bounded
 
 
+@dataclass
+class Table:
+    """One server's bound and header deadline, and its connections still waiting for a request head."""
+
+    limit: int
+    header_timeout: float
+    # The longest-waiting first (a dict keeps insertion order), so the one to close is found at once.
+    waiting: dict[BoundedH11Protocol, None] = field(default_factory=dict)
+    refusing: bool = False  # a connection was refused since the last one was let in: said once, not per connection
+
+
 class BoundedH11Protocol(H11Protocol):
-    """uvicorn has no header timeout and its `limit_concurrency` answers 503 to the request that comes
-    after a slow client instead of dropping the slow client, so this subclass adds both. It uses
+    """uvicorn has no header timeout, and its `limit_concurrency` answers 503 to the requests that come
+    after slow clients instead of dropping the slow clients, so this subclass adds both. It uses
     uvicorn's public attributes (`connections`, the server's set of open ones; `conn`, the h11
-    connection whose `their_state` is IDLE until a request head is complete; `transport`, `loop`)
-    and extends the asyncio protocol methods, each calling uvicorn's own first.
+    connection, whose `their_state` is IDLE until a request head is complete; `transport`, `loop`)
+    and extends the asyncio protocol methods, each calling uvicorn's own.
     """
 
-    limit: ClassVar[int]
-    header_timeout: ClassVar[float]
-    # Connections waiting for a request head, the longest-waiting first (a dict keeps insertion order).
-    waiting: ClassVar[dict[BoundedH11Protocol, None]]
+    table: ClassVar[Table]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -96,28 +104,32 @@ class BoundedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.limit:
-            oldest = next(iter(self.waiting), None)
+        table = self.table
+        if len(self.connections) > table.limit:
+            oldest = next(iter(table.waiting), None)
             if oldest is None:
-                logger.warning("%d connections open, all busy with requests: a new one is refused", self.limit)
+                if not table.refusing:
+                    logger.warning("%d connections open, all busy with requests: new ones are refused", table.limit)
+                table.refusing = True
                 transport.write(_REFUSED)
                 transport.close()
                 return
-            logger.debug("%d connections open: the one waiting longest for its headers is closed", self.limit)
+            logger.debug("%d connections open: the one waiting longest for its headers is closed", table.limit)
             oldest.drop()
+        table.refusing = False
         self.await_head()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:  # a complete head arrived
-            self.waiting.pop(self, None)
+            self.table.waiting.pop(self, None)
 
     def on_response_complete(self) -> None:
         if not self.transport.is_closing():
             self.await_head()  # the next request's head, on a kept-alive connection
         super().on_response_complete()
         if self.conn.their_state is not h11.IDLE:  # a pipelined request was already read
-            self.waiting.pop(self, None)
+            self.table.waiting.pop(self, None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.drop()
@@ -125,21 +137,21 @@ class BoundedH11Protocol(H11Protocol):
 
     def await_head(self) -> None:
         """Start the header deadline, and put this connection last among those waiting for a head."""
-        self.waiting.pop(self, None)
-        self.waiting[self] = None
+        self.table.waiting.pop(self, None)
+        self.table.waiting[self] = None
         if self.head_timer is not None:
             self.head_timer.cancel()
-        self.head_timer = self.loop.call_later(self.header_timeout, self.head_late)
+        self.head_timer = self.loop.call_later(self.table.header_timeout, self.head_late)
 
     def head_late(self) -> None:
         self.head_timer = None
-        if self in self.waiting:
-            logger.debug("no request head within %g s: the connection is closed", self.header_timeout)
+        if self in self.table.waiting:
+            logger.debug("no request head within %g s: the connection is closed", self.table.header_timeout)
             self.drop()
 
     def drop(self) -> None:
         """Close this connection (if still open) and forget it."""
-        self.waiting.pop(self, None)
+        self.table.waiting.pop(self, None)
         if self.head_timer is not None:
             self.head_timer.cancel()
             self.head_timer = None

@@ -112,14 +112,16 @@ async def test_at_the_bound_the_connection_waiting_longest_for_its_head_gives_wa
 
 
 async def test_when_every_connection_is_busy_a_new_one_is_refused_with_503(
-    server: Callable[[int, float], Connect],
+    server: Callable[[int, float], Connect], caplog: pytest.LogCaptureFixture
 ) -> None:
     connect = server(2, LONG)
     first, second = connect(HELD), connect(HELD)
-    refused = connect(QUICK)
-    assert refused.is_closing() and not (first.is_closing() or second.is_closing())
+    refused, again = connect(QUICK), connect()
+    assert refused.is_closing() and again.is_closing() and not (first.is_closing() or second.is_closing())
     assert refused.sent.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
     assert b"connection: close" in refused.sent and b"send the request again soon" in refused.sent
+    said = [r.getMessage() for r in caplog.records if r.name == "respan_mcp.http_connections"]
+    assert said == ["2 connections open, all busy with requests: new ones are refused"]  # once, not per connection
 
 
 async def test_a_head_that_does_not_arrive_in_time_closes_the_connection(
