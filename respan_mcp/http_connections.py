@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import resource
+import sys
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -48,6 +48,10 @@ _REFUSED = (
 
 def raise_fd_limit() -> int:
     """Raise the soft RLIMIT_NOFILE to the hard limit (at most MOST_FDS) and return the soft limit then."""
+    if sys.platform == "win32":  # no descriptor limits to raise (nor the module that sets them)
+        return MOST_FDS
+    import resource
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = MOST_FDS if hard == resource.RLIM_INFINITY else min(hard, MOST_FDS)
     if soft != resource.RLIM_INFINITY and soft < wanted:

@@ -8,6 +8,7 @@ real console script with 1,100 sockets.
 from __future__ import annotations
 
 import asyncio
+import resource
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
-from respan_mcp.http_connections import bounded_protocol, connection_bound
+from respan_mcp.http_connections import MOST_FDS, bounded_protocol, connection_bound, raise_fd_limit
 
 pytestmark = pytest.mark.anyio
 
@@ -153,6 +154,16 @@ def test_the_bound_leaves_room_below_the_descriptor_limit() -> None:
     assert connection_bound(1024, 16) < 1024 - 16
     assert connection_bound(65_536, 16) > 60_000
     assert connection_bound(64, 100) > 0  # a tiny limit still serves
+
+
+def test_the_soft_descriptor_limit_is_raised_to_the_hard_one() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MOST_FDS if hard == resource.RLIM_INFINITY else min(hard, MOST_FDS)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, wanted // 2), hard))
+        assert raise_fd_limit() == wanted == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 async def wait_for(condition: Callable[[], bool]) -> None:
