@@ -69,6 +69,7 @@ class Config:
     transport: str = default("transport")
     host: str = default("host")
     port: int = default("port")
+    header_timeout: float = default("header_timeout")  # HTTP: a request's head must arrive within it
     oauth_issuer: str | None = default("oauth_issuer")  # set: HTTP callers sign in with its tokens
     public_url: str | None = default("public_url")
     oauth_scopes: tuple[str, ...] = default("oauth_scopes")

@@ -32,6 +32,7 @@ from starlette.types import Receive, Scope, Send
 from respan_mcp import calllog
 from respan_mcp.auth import IdentityProviderVerifier, Introspection, auth_settings
 from respan_mcp.config import Config, is_loopback
+from respan_mcp.http_connections import BACKLOG, bounded_protocol, connection_bound, raise_fd_limit
 from respan_mcp.http_drain import CLOSE_GRACE, DrainGate, drain_on_signal
 from respan_mcp.identity_provider import IdentityProviderError
 from respan_mcp.server import ServerState, build_server
@@ -51,10 +52,14 @@ def run(config: Config) -> None:
     verifier = sign_in(config)
     app = sse_app(server, state, config, verifier) if transport == "sse" else streamable_http_app(server, state, config, verifier)
     gate = DrainGate(app, state, config.endpoint, count=transport != "sse")
+    bound = connection_bound(raise_fd_limit(), config.max_concurrency)
+    logger.info("at most %d connections at once; %g s for a request's headers", bound, config.header_timeout)
     uvicorn_config = uvicorn.Config(
         gate,
         host=host,
         port=port,
+        http=bounded_protocol(bound, config.header_timeout),
+        backlog=BACKLOG,
         log_level=config.log_level.lower(),
         timeout_graceful_shutdown=CLOSE_GRACE,
         lifespan="on",  # the gate learns from the lifespan's startup when its signal handlers may take over

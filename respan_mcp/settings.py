@@ -185,6 +185,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("port", "whole", 8000, "port to bind for the HTTP transports", flag="--port", low=1, high=65535),
     Setting(
+        "header_timeout", "seconds", 10.0,
+        "HTTP transports: seconds a client has to send a request's headers, on a new connection and between "
+        "requests on a kept-alive one; a slower client is disconnected",
+        variables=("RESPAN_HEADER_TIMEOUT",), low=0.1, high=300.0,
+    ),
+    Setting(
         "oauth_issuer", "secure-url", None,
         "HTTP transports: callers sign in with tokens from this OAuth authorization server (the team's "
         "identity provider); the RESPAN_OAUTH_* settings apply only with it",

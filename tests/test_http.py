@@ -41,14 +41,20 @@ class Replica:
 
 @contextmanager
 def replica(
-    tmp_path: Path, *args: str, env: dict[str, str], host: str = "127.0.0.1", port: int | None = None
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str],
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    launcher: tuple[str, ...] = (),
 ) -> Iterator[Replica]:
-    """Start `respan-mcp` (bound to `host`, reached on 127.0.0.1) and wait until /healthz answers."""
+    """Start `respan-mcp` (bound to `host`, reached on 127.0.0.1; through `launcher`, a command that
+    runs the rest, if given) and wait until /healthz answers."""
     port = port or free_port()
     stderr = tmp_path / f"replica-{port}.log"
     with stderr.open("wb") as sink:
         process = subprocess.Popen(
-            [console_script(), *args, "--host", host, "--port", str(port)],
+            [*launcher, console_script(), *args, "--host", host, "--port", str(port)],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

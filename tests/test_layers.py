@@ -38,7 +38,7 @@ LAYERS = [
     # the server and its wiring
     "prompt_text", "prompts", "panel", "calllog", "instructions", "failures", "server",
     # transports and the command line
-    "identity_provider", "auth", "check", "http_drain", "serve_http",
+    "identity_provider", "auth", "check", "http_connections", "http_drain", "serve_http",
     "stdio_lines", "stdio_process", "stdio_wire", "serve_stdio", "__main__",
 ]
 
