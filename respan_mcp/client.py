@@ -20,7 +20,7 @@ import logging
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -31,7 +31,7 @@ import httpx2
 from respan_mcp.answers import MIB, answer_too_large, error_from_exception, error_from_response, not_json, request_id
 from respan_mcp.config import Config
 from respan_mcp.errors import InvalidRequestError, NotFoundError, RespanError, UnexpectedAnswerError
-from respan_mcp.net import pieces_of, redact
+from respan_mcp.net import Caller, redact
 from respan_mcp.results import readable_answer
 from respan_mcp.retry import Clock, EventLoopClock, Retrying, RetryPolicy
 from respan_mcp.values import prune_json
@@ -51,25 +51,6 @@ def package_version() -> str:
         return version("respan-mcp")
     except PackageNotFoundError:  # running from a source tree that was never installed
         return "0+unknown"
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Whom a call is made for, resolved once per call by the key policy and passed down.
-
-    `key` is what every request of the call carries (never empty); `secrets` is every key a
-    message must never show a piece of (the caller's and the server's).
-    """
-
-    key: str = field(repr=False)
-    secrets: tuple[str, ...] = field(repr=False)
-    # What redaction looks for, worked out once with the caller (on stdio, once for the process), so a
-    # successful answer is checked for a piece of a key without working them out again.
-    pieces: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if not self.pieces:
-            object.__setattr__(self, "pieces", pieces_of(self.secrets))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@
   forms an API or proxy may echo it in.
 - Placeholders: text a host should have replaced (`${RESPAN_API_KEY}`, `%KEY%`, the README's
   `your-respan-api-key`) is not a key.
+- Callers: a call's key and every secret it must not show, with their pieces (`Caller`).
 
 A leaf module with no third-party imports: config, auth and the client all build on it.
 """
@@ -19,6 +20,7 @@ import json
 import re
 import string
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
@@ -161,3 +163,22 @@ def _pieces(secret: str) -> set[str]:
         size = min(SECRET_PIECE, len(form))
         pieces.update(form[i : i + size] for i in range(len(form) - size + 1))
     return pieces
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Whom a call is made for, resolved once per call by the key policy and passed down.
+
+    `key` is what every request of the call carries (never empty); `secrets` is every key a
+    message must never show a piece of (the caller's and the server's).
+    """
+
+    key: str = field(repr=False)
+    secrets: tuple[str, ...] = field(repr=False)
+    # What redaction looks for, worked out once with the caller (on stdio, once for the process), so a
+    # successful answer is checked for a piece of a key without working them out again.
+    pieces: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.pieces:
+            object.__setattr__(self, "pieces", pieces_of(self.secrets))
