@@ -8,7 +8,7 @@ a sentence an agent can act on. Each request is bounded in time (connect to last
 in size (the decoded answer), and nothing here ever puts the API key in a message, a log
 line or a repr; an answer is made fit to show by `results.readable_answer`.
 
-All of it but the read routes, the evaluator lookup and `package_version` runs on every write,
+All of it but the read routes and the evaluator lookup runs on every write,
 so it stays one module: a module split off would be one more on every write's path
 (tests/test_layers.py counts them).
 """
@@ -21,7 +21,6 @@ import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -31,7 +30,7 @@ import httpx2
 from respan_mcp.answers import MIB, answer_too_large, error_from_exception, error_from_response, not_json, request_id
 from respan_mcp.config import Config
 from respan_mcp.errors import InvalidRequestError, NotFoundError, RespanError, UnexpectedAnswerError
-from respan_mcp.net import Caller, redact
+from respan_mcp.net import Caller, redact, user_agent
 from respan_mcp.results import readable_answer
 from respan_mcp.retry import Clock, EventLoopClock, Retrying, RetryPolicy
 from respan_mcp.values import prune_json
@@ -44,13 +43,6 @@ EVALUATOR_SEARCH_PAGE = 100  # evaluators searched for an exact slug
 
 # What the transport may raise; each becomes a RespanError (answers.error_from_exception).
 _TRANSPORT_FAILURES = (httpx2.RequestError, httpx2.InvalidURL, TimeoutError, OSError)
-
-
-def package_version() -> str:
-    try:
-        return version("respan-mcp")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "0+unknown"
 
 
 @dataclass(frozen=True)
@@ -177,7 +169,7 @@ class RespanClient:
             base_url=config.api_url,
             # Only encodings this client decodes itself, within its bound (see _read).
             headers={
-                "User-Agent": f"respan-mcp/{package_version()}",
+                "User-Agent": user_agent(),
                 "Accept": "application/json",
                 "Accept-Encoding": "gzip, deflate",
             },

@@ -3,6 +3,7 @@
 - Loopback: what counts as this machine (all of 127.0.0.0/8, ::1, localhost), the one place
   where plain http is allowed for a key, a token or a client secret.
 - Header-safe: what an HTTP header value can carry (visible ASCII, 33..126).
+- User-Agent: what every request of ours says it comes from, with the installed version.
 - Secret pieces: no run of `SECRET_PIECE` characters of a secret is ever shown, in any of the
   forms an API or proxy may echo it in.
 - Placeholders: text a host should have replaced (`${RESPAN_API_KEY}`, `%KEY%`, the README's
@@ -21,6 +22,7 @@ import re
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
@@ -92,6 +94,19 @@ def header_safe(value: str) -> bool:
     key as issued, and would be refused by the HTTP library or split into two headers.
     """
     return all(33 <= ord(char) <= 126 for char in value)
+
+
+def package_version() -> str:
+    """The installed distribution's version: the server's in `initialize`, and the User-Agent's."""
+    try:
+        return version("respan-mcp")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+def user_agent() -> str:
+    """Every HTTP client of ours (to Respan, to an identity provider) sends it."""
+    return f"respan-mcp/{package_version()}"
 
 
 def is_placeholder(text: str) -> bool:
