@@ -75,43 +75,35 @@ def path_segment(value: str) -> str:
 NOT_RECORDED_YET = "if its run ended just now, Respan may not have recorded it yet: try again in a minute"
 
 
+def _no_route(name: str) -> str:
+    """A route every Respan serves: a 404 there means the base URL points somewhere else."""
+    return f"check RESPAN_BASE_URL: the {name} route was not found"
+
+
+def _log_in_project(log_id: str) -> str:
+    return f"check that log_id '{log_id}' is a log in this Respan project"
+
+
 def upsert_log_score(log_id: str, body: dict[str, Any]) -> Request:
     evaluator = "evaluator_id" if "evaluator_id" in body else "evaluator_slug"
-    return Request(
-        "POST",
-        f"/logs/{path_segment(log_id)}/scores/",
-        f"check that log_id '{log_id}' is a log in this Respan project (and the {evaluator}); {NOT_RECORDED_YET}",
-        body=body,
-    )
+    not_found = f"{_log_in_project(log_id)} (and the {evaluator}); {NOT_RECORDED_YET}"
+    return Request("POST", f"/logs/{path_segment(log_id)}/scores/", not_found, body=body)
 
 
 def list_logs(filters: dict[str, Any], params: dict[str, Any]) -> Request:
-    """`POST /api/request-logs/list/`: every filter ANDed, paging and the time window in the query."""
-    return Request(
-        "POST",
-        "/request-logs/list/",
-        "check RESPAN_BASE_URL: the log list route was not found",
-        body={"filters": filters, "operator": "AND"},
-        params=params,
-    )
+    """Every filter ANDed; paging and the time window go in the query."""
+    body = {"filters": filters, "operator": "AND"}
+    return Request("POST", "/request-logs/list/", _no_route("log list"), body=body, params=params)
 
 
 def get_log(log_id: str) -> Request:
-    return Request(
-        "GET",
-        f"/request-logs/{path_segment(log_id)}/",
-        f"no log has id '{log_id}' (find_logs finds logs by their identifiers); {NOT_RECORDED_YET}",
-        max_answer=MAX_LOG_ANSWER,
-    )
+    not_found = f"no log has id '{log_id}' (find_logs finds logs by their identifiers); {NOT_RECORDED_YET}"
+    return Request("GET", f"/request-logs/{path_segment(log_id)}/", not_found, max_answer=MAX_LOG_ANSWER)
 
 
 def list_log_scores(log_id: str, page: int, page_size: int) -> Request:
-    return Request(
-        "GET",
-        f"/logs/{path_segment(log_id)}/scores/",
-        f"check that log_id '{log_id}' is a log in this Respan project",
-        params={"page": page, "page_size": page_size},
-    )
+    params = {"page": page, "page_size": page_size}
+    return Request("GET", f"/logs/{path_segment(log_id)}/scores/", _log_in_project(log_id), params=params)
 
 
 def _score(method: str, score_id: str, body: dict[str, Any] | None = None) -> Request:
@@ -132,10 +124,8 @@ def get_evaluator(evaluator_id: str) -> Request:
 
 
 def search_evaluators(search: str | None, page: int, page_size: int) -> Request:
-    params: dict[str, Any] = {"page": page, "page_size": page_size}
-    if search:
-        params["search"] = search
-    return Request("GET", "/evaluators/", "check RESPAN_BASE_URL: the evaluators route was not found", params=params)
+    params = {"page": page, "page_size": page_size, **({"search": search} if search else {})}
+    return Request("GET", "/evaluators/", _no_route("evaluators"), params=params)
 
 
 def results(data: Any) -> list[dict[str, Any]]:
