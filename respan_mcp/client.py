@@ -210,7 +210,7 @@ class RespanClient:
             try:
                 return await self._attempt(request, caller)
             except RespanError as raised:
-                error = _redacted(raised, caller.secrets)
+                error = raised.redacted(caller.secrets)
             wait = policy.delay(error, attempt)
             if wait is None or not policy.fits(self.clock.now() - started, wait, self.config.timeout):
                 raise error  # its message says when to come back, where waiting would help
@@ -341,12 +341,3 @@ def _plain_headers(headers: httpx2.Headers) -> list[tuple[bytes, bytes]]:
     As the raw bytes that came: a header whose value is not ASCII must not fail an answer that is read."""
     dropped = (b"content-encoding", b"content-length", b"transfer-encoding")
     return [(name, value) for name, value in headers.raw if name.lower() not in dropped]
-
-
-def _redacted(error: RespanError, secrets: tuple[str, ...]) -> RespanError:
-    """The error with every piece of a key cut out of its message (the API's words were redacted when read)."""
-    message = str(error)
-    cleaned = redact(message, secrets)
-    if cleaned != message:
-        error.args = (cleaned,)
-    return error
