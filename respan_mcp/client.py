@@ -1,16 +1,14 @@
 """The Respan API: every route it serves us, with its not-found wording, and the one retry loop.
 
 `Request` values are built here and nowhere else (`upsert_log_score`, `get_score`, ...), so a
-path, its encoding and what a 404 means for it are each written once. `RespanClient.send`
-is the one path every request takes: one pooled HTTP client, the key of the `Caller`, tried
-again as a `RetryPolicy` allows. Every failure is raised as a `RespanError` whose message is
-a sentence an agent can act on. Each request is bounded in time (connect to last byte) and
-in size (the decoded answer), and nothing here ever puts the API key in a message, a log
-line or a repr; an answer is made fit to show by `results.readable_answer`.
+path, its encoding and what a 404 means for it are each written once. `RespanClient.send` is
+the one path every request takes: one pooled HTTP client, the `Caller`'s key, tried again as a
+`RetryPolicy` allows, every failure raised as a `RespanError`. Each try is bounded in time
+(connect to last byte) and in size (the decoded answer); nothing here puts a piece of a key in
+a message, a log line or a repr, and an answer is made fit to show by `results.readable_answer`.
 
-All of it but the read routes and the evaluator lookup runs on every write,
-so it stays one module: a module split off would be one more on every write's path
-(tests/test_layers.py counts them).
+All of it but the read routes and the evaluator lookup runs on every write, so it stays one
+module: one split off would be one more on every write's path (tests/test_layers.py counts them).
 """
 
 from __future__ import annotations
@@ -18,8 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import zlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -58,11 +54,9 @@ class Request:
 
 
 def path_segment(value: str) -> str:
-    """Percent-encode one path segment so an id like `../x` or `a/b` can never leave its route.
-
-    `.` and `..` are refused outright: encoded as `%2E%2E` they are still dot segments to any
-    proxy that normalises URLs (RFC 3986), and no Respan id is one.
-    """
+    """Percent-encode one path segment so an id like `../x` or `a/b` can never leave its route. `.` and `..`
+    are refused outright: as `%2E%2E` they are still dot segments to any proxy that normalises URLs (RFC 3986),
+    and no Respan id is one."""
     if value in (".", ".."):
         raise InvalidRequestError(f"'{value}' is not a Respan id; use the id as Respan shows it")
     return quote(value, safe="")
@@ -154,15 +148,11 @@ class RespanClient:
         self.retry = retry or RetryPolicy.for_retries(config.max_retries)
         self.clock: Clock = clock or EventLoopClock()
         self.api_path = urlsplit(config.api_url).path.rstrip("/")  # what a route's path sits under: /api
-        self._in_flight: anyio.Semaphore | None = None  # made on first use, inside the event loop
+        self._in_flight: anyio.Semaphore | None = None
         self._http = httpx2.AsyncClient(
             base_url=config.api_url,
             # Only encodings this client decodes itself, within its bound (see _read).
-            headers={
-                "User-Agent": user_agent(),
-                "Accept": "application/json",
-                "Accept-Encoding": "gzip, deflate",
-            },
+            headers={"User-Agent": user_agent(), "Accept": "application/json", "Accept-Encoding": "gzip, deflate"},
             # Per phase, so a slow connect reads as one; the whole request is bounded in `_attempt`.
             timeout=httpx2.Timeout(config.timeout, connect=min(config.timeout, 10.0)),
             transport=transport,
@@ -180,9 +170,7 @@ class RespanClient:
         self, caller: Caller, kind: str, value: str, policy: Retrying | None = None
     ) -> dict[str, Any] | None:
         """The evaluator with this id or exact slug, as Respan describes it; None when no evaluator has it.
-
-        A slug is found by searching and keeping the exact match (the search also matches names).
-        """
+        A slug is found by searching and keeping the exact match (the search also matches names)."""
         if kind == "id":
             try:
                 data = await self.send(caller, get_evaluator(value), policy)
@@ -198,10 +186,7 @@ class RespanClient:
         return next((item for item in results(data) if item.get("evaluator_slug") == value), None)
 
     async def send(self, caller: Caller, request: Request, policy: Retrying | None = None) -> Any:
-        """Send one request and return its JSON answer, trying again as `policy` (the client's by default) allows.
-
-        The one loop every request takes, the batch's items included. Raises a RespanError on failure.
-        """
+        """The request's JSON answer, tried again as `policy` (the client's; the batch passes its own) allows."""
         policy = policy or self.retry
         started = self.clock.now()
         attempt = 0
@@ -214,14 +199,9 @@ class RespanClient:
             wait = policy.delay(error, attempt)
             if wait is None or not policy.fits(self.clock.now() - started, wait, self.config.timeout):
                 raise error  # its message says when to come back, where waiting would help
-            logger.warning(
-                "Respan %s %s failed (%s); retry %d in %.1f s",
-                request.method,
-                redact(request.path, caller.secrets),
-                error.status or type(error).__name__,
-                attempt,
-                wait,
-            )
+            failed = error.status or type(error).__name__
+            path = redact(request.path, caller.secrets)
+            logger.warning("Respan %s %s failed (%s); retry %d in %.1f s", request.method, path, failed, attempt, wait)
             await policy.wait(self.clock, wait)
 
     async def _attempt(self, request: Request, caller: Caller) -> Any:
@@ -236,7 +216,9 @@ class RespanClient:
                 headers={"Authorization": f"Bearer {caller.key}"},
                 extensions={"trace": progress.trace},
             )
-            async with self._slot():
+            if self._in_flight is None:  # made on first use, inside the event loop
+                self._in_flight = anyio.Semaphore(max(1, self.config.max_concurrency))
+            async with self._in_flight:  # bounded, so a burst of calls queues here instead of exhausting sockets
                 # The whole request, connect to last byte: an API that drips its answer cannot hold a call.
                 with anyio.fail_after(self.config.timeout if self.config.timeout > 0 else None):
                     response = await self._http.send(built, stream=True)
@@ -245,12 +227,9 @@ class RespanClient:
                     finally:
                         await response.aclose()
         except _TRANSPORT_FAILURES as exc:
+            config = self.config
             raise error_from_exception(
-                exc,
-                base_url=self.config.base_url,
-                timeout=self.config.timeout,
-                method=request.method,
-                sent=progress.sent,
+                exc, base_url=config.base_url, timeout=config.timeout, method=request.method, sent=progress.sent
             ) from None
         # The body is read: hand the error mapping a plain, already-decoded response.
         answer = httpx2.Response(response.status_code, headers=_plain_headers(response.headers), content=content)
@@ -264,11 +243,8 @@ class RespanClient:
             raise not_json(answer, caller.secrets, request.method) from None
 
     async def _read(self, response: httpx2.Response, request: Request, secrets: tuple[str, ...]) -> bytes:
-        """The decoded body, refused as soon as it passes the request's cap (a small gzip can inflate to gigabytes).
-
-        The raw bytes are decoded here, at most the cap + 1 bytes out of each piece, so memory
-        stays bounded whatever one compressed chunk inflates to.
-        """
+        """The decoded body, refused as soon as it passes the request's cap (a small gzip can inflate to gigabytes):
+        decoded here, at most cap + 1 bytes out of each raw piece, so memory stays bounded."""
         method, cap = request.method, request.max_answer
         if response.is_stream_consumed:  # already in memory (a transport that answers with whole bodies)
             if len(response.content) > cap:
@@ -296,26 +272,15 @@ class RespanClient:
             raise httpx2.DecodingError(str(exc)) from None
         return bytes(content)
 
-    @asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
-        """Bounded, so a burst of calls queues here instead of exhausting sockets."""
-        if self._in_flight is None:
-            self._in_flight = anyio.Semaphore(max(1, self.config.max_concurrency))
-        async with self._in_flight:
-            yield
-
 
 class _Progress:
     """Notes, from httpcore's trace events, whether the request left: a timeout before that is a connect failure."""
 
-    def __init__(self) -> None:
-        self.traced = False
-        self.started_sending = False
+    traced = started_sending = False
 
     async def trace(self, event: str, info: dict[str, Any]) -> None:
         self.traced = True
-        if "send_request_headers" in event:
-            self.started_sending = True
+        self.started_sending |= "send_request_headers" in event
 
     @property
     def sent(self) -> bool:
@@ -336,8 +301,7 @@ def _decoder(encoding: str) -> Any:
 
 
 def _plain_headers(headers: httpx2.Headers) -> list[tuple[bytes, bytes]]:
-    """The answer's headers without those that describe the encoded body (it is decoded already).
-
-    As the raw bytes that came: a header whose value is not ASCII must not fail an answer that is read."""
+    """The answer's headers but those describing the encoded body (decoded already), as the raw bytes that came:
+    a header whose value is not ASCII must not fail an answer that is read."""
     dropped = (b"content-encoding", b"content-length", b"transfer-encoding")
     return [(name, value) for name, value in headers.raw if name.lower() not in dropped]
