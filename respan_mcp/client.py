@@ -187,9 +187,7 @@ class RespanClient:
 
     async def send(self, caller: Caller, request: Request, policy: Retrying | None = None) -> Any:
         """The request's JSON answer, tried again as `policy` (the client's; the batch passes its own) allows."""
-        policy = policy or self.retry
-        started = self.clock.now()
-        attempt = 0
+        policy, started, attempt = policy or self.retry, self.clock.now(), 0
         while True:
             attempt += 1
             try:
@@ -258,12 +256,8 @@ class RespanClient:
         try:
             async for pending in response.aiter_raw():
                 while pending:
-                    if decoder is None:
-                        content += pending
-                        pending = b""
-                    else:
-                        content += decoder.decompress(pending, cap + 1 - len(content))
-                        pending = decoder.unconsumed_tail
+                    content += decoder.decompress(pending, cap + 1 - len(content)) if decoder else pending
+                    pending = decoder.unconsumed_tail if decoder else b""
                     if len(content) > cap:
                         raise answer_too_large(response.status_code, method, cap, request_id(response, secrets))
             if decoder is not None:
@@ -293,10 +287,8 @@ def _decoder(encoding: str) -> Any:
     name = encoding.strip().lower()
     if name in ("", "identity"):
         return None
-    if name in ("gzip", "x-gzip"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if name == "deflate":
-        return zlib.decompressobj()
+    if name in ("gzip", "x-gzip", "deflate"):  # + 16: a gzip header and trailer around the data, not zlib's
+        return zlib.decompressobj(zlib.MAX_WBITS + (16 if "gzip" in name else 0))
     raise httpx2.DecodingError(f"unsupported Content-Encoding {name!r}")
 
 
