@@ -12,7 +12,7 @@ import anyio
 import httpx2
 
 from respan_mcp import client as routes
-from respan_mcp.client import Caller, RespanClient
+from respan_mcp.client import RespanClient
 from respan_mcp.config import Config
 from respan_mcp.credentials import CREDENTIALS_FILE
 from respan_mcp.errors import (
@@ -23,6 +23,7 @@ from respan_mcp.errors import (
     PermissionDeniedError,
     RespanError,
 )
+from respan_mcp.net import Caller
 
 WORKS, FAILS = 0, 1
 

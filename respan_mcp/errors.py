@@ -40,6 +40,13 @@ class RespanError(Exception):
         message = str(self)
         return f"{message.rstrip('.')}. {NOTHING_SENT}" if self.sent is False else message
 
+    def redacted(self, secrets: Iterable[str | None]) -> RespanError:
+        """Itself, with every piece of a key cut out of its message (the API's words were redacted when read)."""
+        message = str(self)
+        if (cleaned := redact(message, secrets)) != message:
+            self.args = (cleaned,)
+        return self
+
 
 # -- before anything is sent ------------------------------------------------------------------------
 

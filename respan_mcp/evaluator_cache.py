@@ -17,9 +17,10 @@ from typing import Any
 
 import anyio
 
-from respan_mcp.client import Caller, RespanClient
+from respan_mcp.client import RespanClient
 from respan_mcp.errors import RespanError, refuses_key
 from respan_mcp.evaluator import Evaluator
+from respan_mcp.net import Caller
 
 # A failed lookup is retried after this long (or the TTL, if shorter): long enough not to add a
 # request to every write during an outage, short enough that checks resume soon after.

@@ -25,8 +25,7 @@ import anyio
 import httpx2
 import jwt
 
-from respan_mcp.client import package_version
-from respan_mcp.net import LOOPBACK_TEXT, is_secure_url
+from respan_mcp.net import LOOPBACK_TEXT, is_secure_url, user_agent
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +207,7 @@ class IdentityProvider:
 
     def _client(self) -> httpx2.AsyncClient:
         if self._http is None:
-            self._http = httpx2.AsyncClient(timeout=TIMEOUT, headers={"User-Agent": f"respan-mcp/{package_version()}"})
+            self._http = httpx2.AsyncClient(timeout=TIMEOUT, headers={"User-Agent": user_agent()})
         return self._http
 
     async def _fetch_json(self, method: str, url: str, **options: Any) -> dict[str, Any]:

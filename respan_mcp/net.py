@@ -3,10 +3,12 @@
 - Loopback: what counts as this machine (all of 127.0.0.0/8, ::1, localhost), the one place
   where plain http is allowed for a key, a token or a client secret.
 - Header-safe: what an HTTP header value can carry (visible ASCII, 33..126).
+- User-Agent: what every request of ours says it comes from, with the installed version.
 - Secret pieces: no run of `SECRET_PIECE` characters of a secret is ever shown, in any of the
   forms an API or proxy may echo it in.
 - Placeholders: text a host should have replaced (`${RESPAN_API_KEY}`, `%KEY%`, the README's
   `your-respan-api-key`) is not a key.
+- Callers: a call's key and every secret it must not show, with their pieces (`Caller`).
 
 A leaf module with no third-party imports: config, auth and the client all build on it.
 """
@@ -19,6 +21,8 @@ import json
 import re
 import string
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
@@ -92,6 +96,19 @@ def header_safe(value: str) -> bool:
     return all(33 <= ord(char) <= 126 for char in value)
 
 
+def package_version() -> str:
+    """The installed distribution's version: the server's in `initialize`, and the User-Agent's."""
+    try:
+        return version("respan-mcp")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+def user_agent() -> str:
+    """Every HTTP client of ours (to Respan, to an identity provider) sends it."""
+    return f"respan-mcp/{package_version()}"
+
+
 def is_placeholder(text: str) -> bool:
     """Whether `text` (a key, or an Authorization header's value) is a placeholder, not a key.
 
@@ -161,3 +178,22 @@ def _pieces(secret: str) -> set[str]:
         size = min(SECRET_PIECE, len(form))
         pieces.update(form[i : i + size] for i in range(len(form) - size + 1))
     return pieces
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Whom a call is made for, resolved once per call by the key policy and passed down.
+
+    `key` is what every request of the call carries (never empty); `secrets` is every key a
+    message must never show a piece of (the caller's and the server's).
+    """
+
+    key: str = field(repr=False)
+    secrets: tuple[str, ...] = field(repr=False)
+    # What redaction looks for, worked out once with the caller (on stdio, once for the process), so a
+    # successful answer is checked for a piece of a key without working them out again.
+    pieces: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.pieces:
+            object.__setattr__(self, "pieces", pieces_of(self.secrets))

@@ -16,10 +16,11 @@ from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
 from respan_mcp import client as routes
-from respan_mcp.client import Caller, RespanClient
+from respan_mcp.client import RespanClient
 from respan_mcp.errors import RespanError
 from respan_mcp.evaluator import Evaluator
 from respan_mcp.evaluator_cache import EvaluatorCache
+from respan_mcp.net import Caller
 from respan_mcp.prompt_text import SLUG_LIMIT, grade_logs_text, named_slugs, self_grade_text, to_look_up
 from respan_mcp.results import one_line
 from respan_mcp.tools import trace_id

@@ -48,7 +48,7 @@ def readable_answer(data: Any, pieces: frozenset[str], secrets: tuple[str, ...])
     """The API's parsed answer as a result may show it (its depth already bounded by `prune_json`):
     non-finite numbers (NaN, Infinity, 1e999) as None, so no output schema is failed by a number JSON
     cannot carry, and every piece of a key cut out of its text, so an answer that echoes the key shows
-    none of it. The client runs it on every answer; `pieces` are the caller's (`client.Caller`).
+    none of it. The client runs it on every answer; `pieces` are the caller's (`net.Caller`).
 
     One redaction check over all its strings at once keeps the common answer cheap."""
     strings: list[str] = []

@@ -26,13 +26,13 @@ from pydantic_core import to_json
 
 from respan_mcp import logs, panel, reads, writes
 from respan_mcp.calllog import CallLine, CallLog, StatusRecorder
-from respan_mcp.client import Caller, RespanClient, package_version
+from respan_mcp.client import RespanClient
 from respan_mcp.config import Config
 from respan_mcp.errors import InvalidKeyError, KeyRefused, MissingAPIKeyError, RespanError
 from respan_mcp.evaluator_cache import EvaluatorCache
 from respan_mcp.failures import failure, text_error
 from respan_mcp.instructions import INSTRUCTIONS, SANDBOX_NOTE
-from respan_mcp.net import header_safe, is_placeholder
+from respan_mcp.net import Caller, header_safe, is_placeholder, package_version
 from respan_mcp.prompts import Prompts
 from respan_mcp.results import BatchResult
 from respan_mcp.tools import Call, Tool

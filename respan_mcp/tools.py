@@ -20,9 +20,10 @@ import anyio
 from mcp import types
 from pydantic import BaseModel
 
-from respan_mcp.client import Caller, RespanClient
+from respan_mcp.client import RespanClient
 from respan_mcp.config import Config
 from respan_mcp.evaluator_cache import EvaluatorCache
+from respan_mcp.net import Caller
 from respan_mcp.schema import flat_schema, structured_fields
 
 ArgsT = TypeVar("ArgsT", bound=BaseModel)

@@ -22,9 +22,10 @@ from respan_mcp import client as routes
 from respan_mcp.arguments import LogScoreWrite
 from respan_mcp.batch import write_batch
 from respan_mcp.batch_report import MARGIN, ranges
-from respan_mcp.client import Caller, RespanClient
+from respan_mcp.client import RespanClient
 from respan_mcp.config import Config
 from respan_mcp.evaluator_cache import EvaluatorCache
+from respan_mcp.net import Caller
 from respan_mcp.retry import RetryPolicy
 from respan_mcp.server import build_server
 from respan_mcp.tools import Call

@@ -42,6 +42,7 @@ from respan_mcp.errors import (
     redact,
     shown,
 )
+from respan_mcp.net import Caller
 from respan_mcp.retry import RETRY_STATUSES, RetryPolicy, retryable
 from respan_mcp.server import KeyPolicy
 
@@ -96,7 +97,7 @@ def client_with(
     return client, seen
 
 
-def caller_of(client: RespanClient, api_key: str | None = None) -> routes.Caller:
+def caller_of(client: RespanClient, api_key: str | None = None) -> Caller:
     """The caller the key policy resolves: the caller's own key (as over HTTP), or the server's."""
     policy = KeyPolicy(client.config.api_key, allow_server_key=True)
     return policy.caller({"authorization": f"Bearer {api_key}"} if api_key else None)

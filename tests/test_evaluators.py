@@ -9,9 +9,10 @@ import anyio
 import pytest
 from mcp import Client
 
-from respan_mcp.client import Caller, RespanClient
+from respan_mcp.client import RespanClient
 from respan_mcp.config import Config
 from respan_mcp.evaluator_cache import EvaluatorCache
+from respan_mcp.net import Caller
 from respan_mcp.server import build_server
 from tests.conftest import API_KEY, LOG_ID
 from tests.fake_api import FakeRespan, RunningFakeRespan
