@@ -610,7 +610,7 @@ def test_allowed_insecure_http_warns_at_start_and_serves(tmp_path: Path) -> None
 
 
 def test_docs_configuration_lists_every_variable_and_flag() -> None:
-    page = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    page = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
     for name in [*ENVIRONMENT_VARIABLES, *(f"`{flag}`" for flag in cli_flags() if flag != "--help")]:
         assert name in page, name
 

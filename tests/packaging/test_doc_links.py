@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted(["README.md", *(path.relative_to(ROOT).as_posix() for path in (ROOT / "docs").glob("*.md"))])
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 # Pages others write: a link to one is checked once this checkout has it.
@@ -43,17 +43,18 @@ def test_anchors_follow_githubs_rule() -> None:
 
 
 def defined_tests() -> set[tuple[str, str]]:
-    return {(path.name, name) for path in (ROOT / "tests").glob("test_*.py")
+    """(path under tests/, test name) for every test in every tier."""
+    return {(path.relative_to(ROOT / "tests").as_posix(), name) for path in (ROOT / "tests").rglob("test_*.py")
             for name in re.findall(r"^(?:async )?def (test_\w+)", path.read_text(), re.M)}
 
 
 @pytest.mark.parametrize("page", ["docs/guarantees.md", "docs/team.md"])
 def test_every_test_a_page_cites_exists(page: str) -> None:
     text = (ROOT / page).read_text()
-    files = {path.name for path in (ROOT / "tests").glob("*.py")}
+    files = {path.relative_to(ROOT / "tests").as_posix() for path in (ROOT / "tests").rglob("*.py")}
     tests = defined_tests()
     for paragraph in text.split("\n\n"):
-        cited_files = re.findall(r"`tests/(test_\w+\.py)`", paragraph)
+        cited_files = re.findall(r"`tests/((?:\w+/)*\w+\.py)`", paragraph)
         assert set(cited_files) <= files, (page, set(cited_files) - files)
         for name in re.findall(r"`(test_\w+)`", paragraph):
             assert any((file, name) in tests for file in cited_files), f"{page}: {name} is in none of {cited_files}"

@@ -1,7 +1,7 @@
 """The wire form of every tool, held against a committed snapshot, and accepted by every host's schema model.
 
 A schema change is then a reviewed diff of tests/snapshots/tools.json rather than a surprise to
-hosts. To accept a deliberate change: `UPDATE_SNAPSHOT=1 python -m pytest tests/test_tools_snapshot.py`
+hosts. To accept a deliberate change: `UPDATE_SNAPSHOT=1 python -m pytest tests/server/test_tools_snapshot.py`
 rewrites the file and fails (so a rewrite never passes unseen); look at the diff, then run it again without.
 """
 
@@ -18,11 +18,11 @@ from mcp import Client
 
 from respan_mcp.config import Config
 from respan_mcp.server import build_server
-from tests.test_models import assert_flat
+from tests.unit.test_models import assert_flat
 
 pytestmark = pytest.mark.anyio
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"
+SNAPSHOT = Path(__file__).parents[1] / "snapshots" / "tools.json"
 
 
 async def live_tools() -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from mcp import Client
 from respan_mcp.config import Config
 from respan_mcp.server import build_server
 
-PACKAGE = Path(__file__).resolve().parents[1] / "respan_mcp"
+PACKAGE = Path(__file__).resolve().parents[2] / "respan_mcp"
 
 LAYERS = [
     # the stand-in of the Respan API (the sandbox's and the tests'): nothing of the server's
@@ -114,7 +114,7 @@ def modules_run(calls: list[Any]) -> dict[str, set[str]]:
 
 def test_a_warm_write_runs_code_from_seven_modules_before_the_transport() -> None:
     """The call path, the write, the value and evaluator rules, the cache, the client and the result:
-    the stdio transport is the eighth (tests/test_stdio.py)."""
+    the stdio transport is the eighth (tests/e2e/test_stdio.py)."""
     seen = modules_run([])
     assert set(seen) == {"server", "writes", "values", "evaluator", "evaluator_cache", "client", "results"}, seen
 

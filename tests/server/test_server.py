@@ -12,7 +12,7 @@ from mcp import Client
 from respan_mcp.config import Config
 from respan_mcp.server import build_server
 from respan_mcp.values import VALUE_FIELD_FOR_TYPE, VALUE_FIELDS
-from tests.test_models import VALUES, assert_flat
+from tests.unit.test_models import VALUES, assert_flat
 
 pytestmark = pytest.mark.anyio
 

@@ -1,7 +1,7 @@
 """docs/tools.md and the README's tool table are rendered from the live server's tools/list and
 prompts/list, so they cannot drift from the code.
 
-After a deliberate change to a tool: `UPDATE_SNAPSHOT=1 python -m pytest tests/test_docs_tools.py`
+After a deliberate change to a tool: `UPDATE_SNAPSHOT=1 python -m pytest tests/packaging/test_docs_tools.py`
 rewrites both for review (the run still fails, so a rewrite is never mistaken for a pass).
 """
 
@@ -20,7 +20,7 @@ from respan_mcp.server import build_server
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "tools.md"
 README = ROOT / "README.md"
 TABLE_START, TABLE_END = "<!-- tools:start -->\n", "<!-- tools:end -->\n"
@@ -106,7 +106,7 @@ def render_prompt(prompt: dict[str, Any]) -> str:
 def render_reference(tools: list[dict[str, Any]], prompts: list[dict[str, Any]]) -> str:
     head = (
         "# Tool reference\n\n"
-        "<!-- Generated from the server's tools/list and prompts/list by tests/test_docs_tools.py; do not edit. -->\n\n"
+        "<!-- Generated from the server's tools/list and prompts/list by tests/packaging/test_docs_tools.py; do not edit. -->\n\n"
         "Every tool and prompt the server offers, as a host receives them. Which situations each tool is\n"
         "for, and what an agent can count on when something goes wrong, are in [guarantees.md](guarantees.md).\n\n"
         + "".join(f"- [`{tool['name']}`](#{tool['name']}): {cell(tool.get('title', ''))}\n" for tool in tools)

@@ -1,6 +1,6 @@
 """The host configurations in README.md and docs/: every block parses in its host's format, and every stdio one starts
 the server; a block the README shows is the one docs/hosts.md shows; the sign-in blocks name the server docs/team.md
-starts. (tests/test_hosts_cli.py has the hosts' own CLIs read them.)"""
+starts. (tests/e2e/test_hosts_cli.py has the hosts' own CLIs read them.)"""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tests.conftest import console_script
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = {name: (ROOT / name).read_text() for name in ("README.md", "docs/hosts.md", "docs/team.md")}
 BLOCK = re.compile(r"<!-- host-config: ([\w-]+) -->\s*```(json|toml|yaml)\n(.*?)```", re.S)
 FOUND = [(page, name, language, text) for page, markdown in PAGES.items() for name, language, text in BLOCK.findall(markdown)]

@@ -21,7 +21,7 @@ from respan_mcp.prompts import UNREACHABLE
 from respan_mcp.server import build_server
 from tests.conftest import API_KEY, LOG_ID, console_script, free_port, http_server, server_env
 from tests.fake_api import FakeRespan, RunningFakeRespan
-from tests.test_models import assert_flat
+from tests.unit.test_models import assert_flat
 
 pytestmark = pytest.mark.anyio
 

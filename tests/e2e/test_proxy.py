@@ -23,9 +23,9 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.conftest import API_KEY, free_port, server_env, wait_healthy
+from tests.e2e.test_http import KEY_A, KEY_B, Replica, mcp_client, replica
 from tests.fake_api import FakeRespan, RunningFakeRespan
 from tests.oidc_fixture import CLIENT, OpenIdProvider, oidc_provider  # noqa: F401  (the `oidc` fixture)
-from tests.test_http import KEY_A, KEY_B, Replica, mcp_client, replica
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -34,6 +34,7 @@ from mcp.types import CallToolResult
 
 from respan_mcp.auth import FIRST_LOAD_RETRY
 from tests.conftest import API_KEY, LOG_ID, free_port, server_env
+from tests.e2e.test_http import Replica, replica
 from tests.fake_api import FakeRespan, RunningFakeRespan
 from tests.oidc_fixture import (
     CLIENT,
@@ -45,7 +46,6 @@ from tests.oidc_fixture import (
     SigningKey,
     oidc_provider,  # noqa: F401  (the `oidc` fixture)
 )
-from tests.test_http import Replica, replica
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -60,7 +60,7 @@ INITIALIZE: dict[str, Any] = {
 # Until the issuer's keys first load, the verifier retries every FIRST_LOAD_RETRY seconds at most:
 # the wait for readiness is bounded well past it (a failure bound only; it ends when the keys load).
 # Key rotation, which waits on the 30 s refresh interval, is tested with an injected clock in
-# tests/test_auth.py (test_key_rotation_the_new_kid_is_fetched_once_the_old_key_stops_working).
+# tests/e2e/test_auth.py (test_key_rotation_the_new_kid_is_fetched_once_the_old_key_stops_working).
 READY_BOUND = 10 * FIRST_LOAD_RETRY + 30
 
 

@@ -18,7 +18,7 @@ from mcp.types import CallToolResult
 from respan_mcp.config import load_config
 from tests.conftest import console_script, free_port, server_env
 from tests.fake_api import FakeRespan, RunningFakeRespan
-from tests.test_faults import FAULTS, TIMEOUT, write
+from tests.server.test_faults import FAULTS, TIMEOUT, write
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -114,7 +114,7 @@ async def test_the_key_never_shows_on_any_path(tmp_path: Path, api: RunningFakeR
 
 
 async def test_bad_base_url_never_shows_the_key(tmp_path: Path) -> None:
-    """A base URL nothing listens on. (One that is not a URL is refused at start: tests/test_config.py.)"""
+    """A base URL nothing listens on. (One that is not a URL is refused at start: tests/unit/test_config.py.)"""
     stderr = tmp_path / "stderr.txt"
     base_url = f"http://127.0.0.1:{free_port()}"
 

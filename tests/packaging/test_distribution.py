@@ -26,7 +26,7 @@ from tests.fake_api import FakeRespan, RunningFakeRespan
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SERVER = json.loads((ROOT / "server.json").read_text())
 SCHEMA = json.loads((ROOT / "tests" / "schemas" / "server.schema.json").read_text())
 VERSION = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)  # type: ignore[union-attr]

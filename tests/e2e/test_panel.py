@@ -34,7 +34,7 @@ from respan_mcp.server import build_server
 from tests.conftest import API_KEY, LOG_ID
 from tests.fake_api import FakeRespan, RunningFakeRespan
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # tests/, where panel_host.html lives
 SCREENSHOT = HERE.parent / "docs" / "log-scores-panel.png"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(

@@ -17,7 +17,7 @@ from respan_mcp.config import ENVIRONMENT_VARIABLES, SHUTDOWN_GRACE, load_config
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 # The oldest version the manifests need (preStop sleep is 1.30+) and a recent one; both ship
 # with kubernetes-validate, so validation needs no network.

@@ -1,6 +1,6 @@
 """The README is the front door: short, the two set-up commands, links to every docs page, and nothing
-about how the work on it was organised. Its host blocks are checked in tests/test_hosts.py, its tool
-table in tests/test_docs_tools.py."""
+about how the work on it was organised. Its host blocks are checked in tests/packaging/test_host_blocks.py, its tool
+table in tests/packaging/test_docs_tools.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 DOCS = sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "docs").glob("*.md"))
 # Pages others write; the README links them whether or not this checkout has them yet.

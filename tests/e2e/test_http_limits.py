@@ -21,8 +21,8 @@ from mcp import Client
 from respan_mcp.config import SHUTDOWN_GRACE
 from respan_mcp.http_drain import BODY_DEADLINE, CLOSE_GRACE
 from tests.conftest import server_env
+from tests.e2e.test_http import WRITE, mcp_client, replica
 from tests.fake_api import FakeRespan, RunningFakeRespan
-from tests.test_http import WRITE, mcp_client, replica
 
 pytestmark = pytest.mark.slow
 

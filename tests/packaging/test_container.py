@@ -30,7 +30,7 @@ from tests.fake_api import FakeRespan, RunningFakeRespan
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 # Steps about the image's operating system, not the Python install; replaying them here would
 # change this machine. Each is named so a new RUN line is replayed unless it is listed here.

@@ -27,7 +27,7 @@ from mcp import Client, StdioServerParameters
 
 from tests.conftest import API_KEY, console_script, http_server, server_env
 from tests.fake_api import RunningFakeRespan
-from tests.test_hosts import PAGES, respan_entry
+from tests.packaging.test_host_blocks import PAGES, respan_entry
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 

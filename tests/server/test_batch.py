@@ -30,7 +30,7 @@ from respan_mcp.tools import Call
 from respan_mcp.writes import PreparedWrite
 from tests.conftest import API_KEY
 from tests.fake_api import FakeRespan, RunningFakeRespan
-from tests.test_models import assert_flat
+from tests.unit.test_models import assert_flat
 
 pytestmark = pytest.mark.anyio
 

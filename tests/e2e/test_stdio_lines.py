@@ -16,8 +16,8 @@ from respan_mcp.config import SHUTDOWN_GRACE
 from respan_mcp.serve_stdio import check
 from respan_mcp.stdio_lines import MAX_DEPTH, Rejected
 from tests.conftest import API_KEY, server_env
+from tests.e2e.test_shutdown import StdioServer
 from tests.fake_api import FakeRespan, RunningFakeRespan
-from tests.test_shutdown import StdioServer
 
 PARSE_ERROR = -32700
 HEAD = b'{"jsonrpc":"2.0","id":7,"method":"ping","params":{"v":'

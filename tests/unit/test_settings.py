@@ -18,7 +18,7 @@ from respan_mcp import __main__ as cli
 from respan_mcp.config import ENVIRONMENT_VARIABLES, FLAGS, Config, load_config
 from respan_mcp.settings import ACTIONS, END, SETTINGS, START, markdown_table
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 # The interface hosts and deployments rely on: every flag and variable there is, by name.
 STABLE_FLAGS = {"--sandbox", "--transport", "--host", "--port", "--log-level", "--timeout", "--max-retries", "--allow-server-key",
                 "--log-format", "--oauth-issuer", "--public-url"}
