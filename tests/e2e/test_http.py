@@ -75,10 +75,9 @@ async def mcp_client(url: str, transport: str = "streamable-http", **headers: st
 
 
 @pytest.fixture
-def fake() -> FakeRespan:
+def fake(fake: FakeRespan) -> FakeRespan:
     """The API knows the server's key and two callers' own (conftest's `api` serves it)."""
-    fake = FakeRespan(api_keys=(API_KEY, KEY_A, KEY_B))
-    fake.add_log(LOG_ID)
+    fake.api_keys |= {KEY_A, KEY_B}
     return fake
 
 
@@ -228,7 +227,7 @@ async def test_sigterm_lets_a_slow_call_finish_and_exits_0(
             first = await client.call_tool("upsert_log_score", WRITE)
             score_id = first.structured_content["id"]
             fake.requests.clear()
-            fake.latency = 2.5  # the next call is in flight for a while
+            release = fake.hold()  # the next call stays in flight until the drain has been seen
             answers: list = []
 
             async def slow_update() -> None:
@@ -248,6 +247,7 @@ async def test_sigterm_lets_a_slow_call_finish_and_exits_0(
                     health = await http.get("/healthz")
                     refused = await http.post("/mcp", json={}, headers={"Accept": "application/json, text/event-stream"})
                 assert not answers  # still in flight while /readyz says draining
+                release.set()
                 assert (ready.status_code, ready.json()) == (503, {"status": "draining"})
                 assert health.status_code == 200
                 if transport == "streamable-http":  # new work goes elsewhere: a proxy retries a 503

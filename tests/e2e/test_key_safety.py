@@ -58,9 +58,10 @@ def result_text(result: CallToolResult) -> str:
 
 
 @pytest.fixture
-def fake() -> FakeRespan:
-    fake = FakeRespan(api_keys=(CANARY,))
-    for log_id in ("log-1", "log-503", "log-429"):
+def fake(fake: FakeRespan) -> FakeRespan:
+    """Only the canary key is accepted; logs named for the faults."""
+    fake.api_keys = {CANARY}
+    for log_id in ("log-503", "log-429"):
         fake.add_log(log_id)
     return fake
 

@@ -114,8 +114,11 @@ def tool_calls(server: Replica) -> list[str]:
 
 
 @pytest.fixture
-def fake() -> FakeRespan:
-    return FakeRespan(api_keys=(API_KEY, KEY_A, KEY_B), accept_any_log=True)
+def fake(fake: FakeRespan) -> FakeRespan:
+    """Both callers' keys; any log is known."""
+    fake.api_keys |= {KEY_A, KEY_B}
+    fake.accept_any_log = True
+    return fake
 
 
 async def test_one_session_spreads_over_both_replicas_and_keys_stay_per_caller(

@@ -21,12 +21,11 @@ from typing import Any
 import pytest
 
 from respan_mcp.config import SHUTDOWN_GRACE
-from tests.conftest import API_KEY, console_script, server_env
+from tests.conftest import console_script, server_env
 from tests.fake_api import FakeRespan, RunningFakeRespan
 
 pytestmark = pytest.mark.slow
 
-SLOW = 1.0  # seconds the API takes over the write in flight
 LATE_SCORE = {"id": "score_late", "created_at": "2026-11-24T00:00:00Z", "log_id": "log-1", "numerical_value": 4.0}
 
 
@@ -88,13 +87,6 @@ class StdioServer:
 
 
 @pytest.fixture
-def fake() -> FakeRespan:
-    fake = FakeRespan(api_keys=(API_KEY,))
-    fake.add_log("log-1")
-    return fake
-
-
-@pytest.fixture
 def server(fake: FakeRespan) -> Iterator[StdioServer]:
     with RunningFakeRespan(fake) as api:
         # JSON logs at INFO: the line saying the first signal was taken is something to wait on.
@@ -105,9 +97,10 @@ def server(fake: FakeRespan) -> Iterator[StdioServer]:
             started.kill()
 
 
-def call_in_flight(server: StdioServer, fake: FakeRespan, delay: float = SLOW) -> None:
-    """Start a write that the API answers only after `delay` seconds; return once the API has it."""
-    fake.fail_next(201, LATE_SCORE, delay=delay, method="POST")
+def call_in_flight(server: StdioServer, fake: FakeRespan) -> threading.Event:
+    """Start a write that the API holds until the returned event is set; return once the API has it."""
+    release = fake.hold("POST")
+    fake.fail_next(201, LATE_SCORE, method="POST")
     server.request(2, "tools/call", {
         "name": "upsert_log_score",
         "arguments": {"log_id": "log-1", "evaluator_slug": "q", "numerical_value": 4},
@@ -116,6 +109,7 @@ def call_in_flight(server: StdioServer, fake: FakeRespan, delay: float = SLOW) -
     while not any(r.method == "POST" for r in fake.requests):
         assert time.monotonic() < deadline, "the write never reached the API"
         time.sleep(0.01)
+    return release
 
 
 def assert_answered(server: StdioServer) -> None:
@@ -127,8 +121,10 @@ def assert_answered(server: StdioServer) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_lets_the_call_in_flight_answer_then_exits_0(signum: int, server: StdioServer, fake: FakeRespan) -> None:
-    call_in_flight(server, fake)
+    release = call_in_flight(server, fake)
     server.process.send_signal(signum)
+    server.wait_for_stderr("a second signal stops at once")  # the signal is taken with the write still held
+    release.set()
     assert_answered(server)
     code, stderr = server.finish()
     assert code == 0, stderr
@@ -136,8 +132,9 @@ def test_a_signal_lets_the_call_in_flight_answer_then_exits_0(signum: int, serve
 
 
 def test_stdin_eof_lets_the_call_in_flight_answer_then_exits_0(server: StdioServer, fake: FakeRespan) -> None:
-    call_in_flight(server, fake)
+    release = call_in_flight(server, fake)
     server.process.stdin.close()  # type: ignore[union-attr]
+    release.set()  # the end of input came first: the answer can only follow it
     assert_answered(server)
     code, stderr = server.finish()
     assert code == 0, stderr
@@ -184,11 +181,12 @@ def test_sigterm_during_a_long_batch_still_reports_every_item(fake: FakeRespan) 
 
 @pytest.mark.slow  # the stand-in API still holds the write when its thread is stopped
 def test_a_second_signal_stops_at_once_and_exits_0(server: StdioServer, fake: FakeRespan) -> None:
-    call_in_flight(server, fake, delay=SHUTDOWN_GRACE * 3)  # a graceful end would wait out SHUTDOWN_GRACE
+    release = call_in_flight(server, fake)  # held past the end: a graceful end would wait out SHUTDOWN_GRACE
     server.process.send_signal(signal.SIGTERM)
     server.wait_for_stderr("a second signal stops at once")  # two signals sent at once would merge into one
     server.process.send_signal(signal.SIGTERM)
     code, stderr = server.finish(timeout=SHUTDOWN_GRACE * 3 / 4)  # a failure bound, below the grace
+    release.set()
     assert code == 0, stderr
     assert "Traceback" not in stderr
 

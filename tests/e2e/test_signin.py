@@ -47,7 +47,8 @@ from tests.oidc_fixture import (
     oidc_provider,  # noqa: F401  (the `oidc` fixture)
 )
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+# Every test points the session stand-in at its own fresh `fake`, which the module-wide servers talk to.
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.usefixtures("api")]
 
 TRANSPORTS = ("streamable-http", "sse")
 PUBLIC_URL = RESOURCE.removesuffix("/mcp")  # as behind a TLS proxy
@@ -73,22 +74,6 @@ def bearer(token: str | None) -> dict[str, str]:
 
 
 # -- the stand-in API and the signed-in servers the module shares ---------------------------------
-
-
-@pytest.fixture(scope="module")
-def api() -> Iterator[RunningFakeRespan]:
-    """One stand-in for the whole module (it overrides conftest's), so the servers can outlive a test."""
-    fake = FakeRespan(api_keys=(API_KEY,))  # the server's key only: a token sent on would be answered 401
-    fake.add_log(LOG_ID)
-    with RunningFakeRespan(fake) as running:
-        yield running
-
-
-@pytest.fixture
-def fake(api: RunningFakeRespan) -> FakeRespan:
-    """The module's stand-in, emptied for each test."""
-    api.fake.reset()
-    return api.fake
 
 
 @dataclass
@@ -137,10 +122,13 @@ def wait_ready(server: SignedIn, bound: float = 60) -> None:
 
 @pytest.fixture(scope="module", params=TRANSPORTS)
 def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, oidc: OpenIdProvider, api: RunningFakeRespan
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, oidc: OpenIdProvider,
+    running_api: RunningFakeRespan,
 ) -> Iterator[SignedIn]:
+    """Module-wide, so it outlives a test: it talks to the session's stand-in, which each test's `api`
+    (used by every test here) points at that test's fresh `fake`, whose keys are the server's only."""
     transport: str = request.param
-    with signed_in(tmp_path_factory.mktemp(transport), transport, oidc.issuer, api.url) as running:
+    with signed_in(tmp_path_factory.mktemp(transport), transport, oidc.issuer, running_api.url) as running:
         wait_ready(running)
         yield running
 

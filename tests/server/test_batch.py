@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -38,17 +38,17 @@ RATE_LIMITED = {"detail": "Rate limit exceeded", "retry_after": 30}
 
 
 @pytest.fixture
-def fake() -> FakeRespan:
-    fake = FakeRespan(api_keys=(API_KEY,), accept_any_log=True)
+def fake(fake: FakeRespan) -> FakeRespan:
+    """Any log is known; one numerical evaluator."""
+    fake.accept_any_log = True
     fake.add_evaluator(id="evl_help", slug="helpfulness", name="Helpfulness", score_value_type="numerical",
                        score_config={"min_score": 1, "max_score": 5})
     return fake
 
 
 @pytest.fixture
-async def client(api: RunningFakeRespan) -> AsyncIterator[Client]:
-    async with Client(build_server(Config(api_key=API_KEY, base_url=api.url, max_concurrency=8))) as connected:
-        yield connected
+def mcp_settings() -> dict[str, Any]:
+    return {"max_concurrency": 8}
 
 
 def items(count: int, **extra: Any) -> list[dict[str, Any]]:
@@ -60,8 +60,8 @@ def stored_once(fake: FakeRespan, count: int) -> None:
     assert len(keys) == len(set(keys)) == count
 
 
-async def test_schema_is_flat_with_items_inline(client: Client) -> None:
-    tool = next(t for t in (await client.list_tools()).tools if t.name == "upsert_log_scores")
+async def test_schema_is_flat_with_items_inline(mcp: Client) -> None:
+    tool = next(t for t in (await mcp.list_tools()).tools if t.name == "upsert_log_scores")
     assert_flat(tool.input_schema)
     assert_flat(tool.output_schema)
     item = tool.input_schema["properties"]["scores"]["items"]
@@ -69,10 +69,10 @@ async def test_schema_is_flat_with_items_inline(client: Client) -> None:
     assert tool.input_schema["properties"]["scores"]["maxItems"] == 500
 
 
-async def test_one_invalid_item_among_twenty(client: Client, fake: FakeRespan) -> None:
+async def test_one_invalid_item_among_twenty(mcp: Client, fake: FakeRespan) -> None:
     scores = items(20)
     scores[7] = {"log_id": "log-7", "evaluator_slug": "helpfulness", "boolean_value": True}
-    result = await client.call_tool("upsert_log_scores", {"scores": scores})
+    result = await mcp.call_tool("upsert_log_scores", {"scores": scores})
     assert not result.is_error, result.content
     summary = result.structured_content
     assert (summary["written"], summary["invalid"], summary["failed"], summary["deferred"]) == (19, 1, 0, 0)
@@ -84,7 +84,7 @@ async def test_one_invalid_item_among_twenty(client: Client, fake: FakeRespan) -
     assert summary["results"][0]["score"]["numerical_value"] == 1
 
 
-async def test_invalid_items_of_every_kind_are_reported_and_never_sent(client: Client, fake: FakeRespan) -> None:
+async def test_invalid_items_of_every_kind_are_reported_and_never_sent(mcp: Client, fake: FakeRespan) -> None:
     scores = [
         {"log_id": "a", "evaluator_slug": "helpfulness", "numerical_value": 9},  # out of the evaluator's range
         {"log_id": "b", "evaluator_slug": "custom", "numerical_value": 1, "boolean_value": True},  # two values
@@ -93,35 +93,35 @@ async def test_invalid_items_of_every_kind_are_reported_and_never_sent(client: C
         "not an object",
         {"log_id": "e", "evaluator_slug": "custom", "string_value": "fine"},
     ]
-    result = await client.call_tool("upsert_log_scores", {"scores": scores})
+    result = await mcp.call_tool("upsert_log_scores", {"scores": scores})
     statuses = [r["status"] for r in result.structured_content["results"]]
     assert statuses == ["invalid"] * 5 + ["written"]
     assert "(got 9)" in result.structured_content["results"][0]["error"]
     assert [w.path for w in fake.writes()] == ["/api/logs/e/scores/"]
 
 
-async def test_scores_sent_as_json_text_are_accepted(client: Client, fake: FakeRespan) -> None:
+async def test_scores_sent_as_json_text_are_accepted(mcp: Client, fake: FakeRespan) -> None:
     import json
 
-    result = await client.call_tool("upsert_log_scores", {"scores": json.dumps(items(3))})
+    result = await mcp.call_tool("upsert_log_scores", {"scores": json.dumps(items(3))})
     assert not result.is_error and result.structured_content["written"] == 3
 
 
-async def test_a_429_slows_the_batch_and_everything_is_stored_once(client: Client, fake: FakeRespan) -> None:
-    await client.call_tool("list_evaluators", {"search": "helpfulness"})  # so the 429 below meets a write
+async def test_a_429_slows_the_batch_and_everything_is_stored_once(mcp: Client, fake: FakeRespan) -> None:
+    await mcp.call_tool("list_evaluators", {"search": "helpfulness"})  # so the 429 below meets a write
     fake.fail_next(429, {"detail": "Rate limit exceeded", "retry_after": 1}, headers={"Retry-After": "1"})
-    result = await client.call_tool("upsert_log_scores", {"scores": items(10), "deadline_seconds": 20})
+    result = await mcp.call_tool("upsert_log_scores", {"scores": items(10), "deadline_seconds": 20})
     assert not result.is_error, result.content
     assert result.structured_content["written"] == 10
     assert len(fake.writes()) == 11  # the refused one, sent again once
     stored_once(fake, 10)
 
 
-async def test_deadline_defers_and_the_follow_up_stores_each_once(client: Client, fake: FakeRespan) -> None:
-    await client.call_tool("list_evaluators", {"search": "helpfulness"})
+async def test_deadline_defers_and_the_follow_up_stores_each_once(mcp: Client, fake: FakeRespan) -> None:
+    await mcp.call_tool("list_evaluators", {"search": "helpfulness"})
     fake.fail_next(429, RATE_LIMITED, headers={"Retry-After": "30"}, times=1000)
     with anyio.fail_after(60):  # a failure bound only; that no batch outlives its deadline is test_engine_*'s
-        result = await client.call_tool("upsert_log_scores", {"scores": items(12), "deadline_seconds": 5})
+        result = await mcp.call_tool("upsert_log_scores", {"scores": items(12), "deadline_seconds": 5})
     summary = result.structured_content
     assert not result.is_error  # deferred is not a failure
     assert summary["deferred"] == 12 and summary["written"] == 0 and fake.scores == {}
@@ -131,7 +131,7 @@ async def test_deadline_defers_and_the_follow_up_stores_each_once(client: Client
 
     fake.reset()  # the limit lifts
     deferred = [items(12)[r["index"]] for r in summary["results"] if r["status"] == "deferred"]
-    again = await client.call_tool("upsert_log_scores", {"scores": deferred})
+    again = await mcp.call_tool("upsert_log_scores", {"scores": deferred})
     assert again.structured_content["written"] == 12
     stored_once(fake, 12)
 
@@ -159,19 +159,19 @@ async def test_a_404_fails_only_its_item(fake: FakeRespan, api: RunningFakeRespa
     assert "Log not found" in result.structured_content["results"][1]["error"]
 
 
-async def test_progress_is_reported(client: Client) -> None:
+async def test_progress_is_reported(mcp: Client) -> None:
     seen: list[tuple[float, float | None]] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append((progress, total))
 
-    await client.call_tool("upsert_log_scores", {"scores": items(5)}, progress_callback=on_progress)
+    await mcp.call_tool("upsert_log_scores", {"scores": items(5)}, progress_callback=on_progress)
     assert seen and seen[-1] == (5, 5)
 
 
 @pytest.mark.parametrize("scores, message", [([], "scores"), (items(501), "scores")])
-async def test_batch_size_is_bounded(client: Client, fake: FakeRespan, scores: list, message: str) -> None:
-    result = await client.call_tool("upsert_log_scores", {"scores": scores})
+async def test_batch_size_is_bounded(mcp: Client, fake: FakeRespan, scores: list, message: str) -> None:
+    result = await mcp.call_tool("upsert_log_scores", {"scores": scores})
     assert result.is_error and message in result.content[0].text
     assert fake.writes() == []
 

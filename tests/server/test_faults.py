@@ -150,9 +150,9 @@ FAULTS = [
 
 
 @pytest.fixture
-def fake() -> FakeRespan:
-    fake = FakeRespan(api_keys=(API_KEY,))
-    for log_id in ("log-1", "log-503", "log-429"):
+def fake(fake: FakeRespan) -> FakeRespan:
+    """Logs named for the faults the stdio rows inject."""
+    for log_id in ("log-503", "log-429"):
         fake.add_log(log_id)
     return fake
 

@@ -7,7 +7,6 @@ console script on stdio and one over streamable HTTP.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -33,9 +32,9 @@ CALLER_KEY = "key-of-the-caller"
 
 
 @pytest.fixture
-def fake() -> FakeRespan:
-    fake = FakeRespan(api_keys=(API_KEY, CALLER_KEY))
-    fake.add_log(LOG_ID)
+def fake(fake: FakeRespan) -> FakeRespan:
+    """The caller's own key too, and evaluators with a rubric, a passing condition, or neither."""
+    fake.api_keys.add(CALLER_KEY)
     fake.add_evaluator(
         id="evl_q:2",
         slug="quality",
@@ -75,9 +74,8 @@ def fake() -> FakeRespan:
 
 
 @pytest.fixture
-async def client(api: RunningFakeRespan) -> AsyncIterator[Client]:
-    async with Client(build_server(Config(api_key=API_KEY, base_url=api.url, max_retries=0))) as connected:
-        yield connected
+def mcp_settings() -> dict[str, Any]:
+    return {"max_retries": 0}
 
 
 def lookups(fake: FakeRespan) -> list[str]:
@@ -103,34 +101,34 @@ QUALITY = {
 }
 
 
-async def test_get_evaluator_by_id_gives_it_whole(client: Client, fake: FakeRespan) -> None:
-    result = await client.call_tool("get_evaluator", {"evaluator_id": "evl_q:2"})
+async def test_get_evaluator_by_id_gives_it_whole(mcp: Client, fake: FakeRespan) -> None:
+    result = await mcp.call_tool("get_evaluator", {"evaluator_id": "evl_q:2"})
     assert not result.is_error, result.content
     assert result.structured_content == QUALITY
     assert lookups(fake) == ["/api/evaluators/evl_q%3A2/"]  # the id is one encoded path segment
 
 
-async def test_get_evaluator_by_slug_searches_once_then_caches(client: Client, fake: FakeRespan) -> None:
-    first = await client.call_tool("get_evaluator", {"evaluator_slug": "quality"})
-    again = await client.call_tool("get_evaluator", {"evaluator_slug": "quality"})
+async def test_get_evaluator_by_slug_searches_once_then_caches(mcp: Client, fake: FakeRespan) -> None:
+    first = await mcp.call_tool("get_evaluator", {"evaluator_slug": "quality"})
+    again = await mcp.call_tool("get_evaluator", {"evaluator_slug": "quality"})
     assert first.structured_content == again.structured_content == QUALITY
     (search,) = [r for r in fake.requests if r.path == "/api/evaluators/"]
     assert "search=quality" in search.query and len(lookups(fake)) == 1
 
 
-async def test_get_evaluator_gives_choices_with_names_and_a_boolean_condition(client: Client) -> None:
-    tone = (await client.call_tool("get_evaluator", {"evaluator_slug": "tone"})).structured_content
+async def test_get_evaluator_gives_choices_with_names_and_a_boolean_condition(mcp: Client) -> None:
+    tone = (await mcp.call_tool("get_evaluator", {"evaluator_slug": "tone"})).structured_content
     assert tone["choices"] == TONE and "passing_condition" not in tone and "rubric" not in tone
-    safe = (await client.call_tool("get_evaluator", {"evaluator_id": "evl_safe"})).structured_content
+    safe = (await mcp.call_tool("get_evaluator", {"evaluator_id": "evl_safe"})).structured_content
     assert safe["passing_condition"] == "boolean_value == true"
     assert (safe["passing_operator"], safe["passing_value"]) == ("eq", True)
 
 
-async def test_get_evaluator_reads_legacy_shapes_and_leaves_absent_fields_out(client: Client) -> None:
-    stars = (await client.call_tool("get_evaluator", {"evaluator_slug": "legacy_stars"})).structured_content
+async def test_get_evaluator_reads_legacy_shapes_and_leaves_absent_fields_out(mcp: Client) -> None:
+    stars = (await mcp.call_tool("get_evaluator", {"evaluator_slug": "legacy_stars"})).structured_content
     assert (stars["min_score"], stars["max_score"]) == (0, 3)
     assert stars["rubric"] == "0=off, 3=on" and stars["definition"] == "Rate {{output}}"
-    grade = await client.call_tool("get_evaluator", {"evaluator_id": "evl_grade"})
+    grade = await mcp.call_tool("get_evaluator", {"evaluator_id": "evl_grade"})
     assert not grade.is_error, grade.content
     assert grade.structured_content == {
         "id": "evl_grade",
@@ -150,36 +148,36 @@ async def test_get_evaluator_reads_legacy_shapes_and_leaves_absent_fields_out(cl
     ],
 )
 async def test_get_evaluator_names_what_it_could_not_find(
-    client: Client, arguments: dict[str, str], message: str
+    mcp: Client, arguments: dict[str, str], message: str
 ) -> None:
-    result = await client.call_tool("get_evaluator", arguments)
+    result = await mcp.call_tool("get_evaluator", arguments)
     assert result.is_error and message in result.content[0].text, result.content
 
 
 @pytest.mark.parametrize("arguments, got", [({}, "neither"), ({"evaluator_id": "evl_q:2", "evaluator_slug": "quality"}, "both")])
 async def test_get_evaluator_takes_exactly_one_of_id_or_slug(
-    client: Client, fake: FakeRespan, arguments: dict[str, str], got: str
+    mcp: Client, fake: FakeRespan, arguments: dict[str, str], got: str
 ) -> None:
-    result = await client.call_tool("get_evaluator", arguments)
+    result = await mcp.call_tool("get_evaluator", arguments)
     assert result.is_error and f"exactly one of evaluator_id or evaluator_slug (got {got})" in result.content[0].text
     assert fake.requests == []
 
 
-async def test_get_evaluator_when_respan_fails_says_so_not_that_it_is_unknown(client: Client, fake: FakeRespan) -> None:
+async def test_get_evaluator_when_respan_fails_says_so_not_that_it_is_unknown(mcp: Client, fake: FakeRespan) -> None:
     fake.fail_next(503, {"detail": "down for maintenance"})
-    result = await client.call_tool("get_evaluator", {"evaluator_slug": "quality"})
+    result = await mcp.call_tool("get_evaluator", {"evaluator_slug": "quality"})
     assert result.is_error and "503" in result.content[0].text and "no evaluator has" not in result.content[0].text
-    assert (await client.call_tool("get_evaluator", {"evaluator_id": "evl_plain"})).structured_content["id"] == "evl_plain"
+    assert (await mcp.call_tool("get_evaluator", {"evaluator_id": "evl_plain"})).structured_content["id"] == "evl_plain"
 
 
 # -- list_evaluators ---------------------------------------------------------------------------------
 
 
 async def test_list_evaluators_gives_description_and_passing_condition_not_the_rubric(
-    client: Client, fake: FakeRespan
+    mcp: Client, fake: FakeRespan
 ) -> None:
     fake.add_evaluator(id="evl_long", slug="long", name="Long", score_value_type="text", description="Word " * 200)
-    listed = (await client.call_tool("list_evaluators", {"page_size": 100})).structured_content["evaluators"]
+    listed = (await mcp.call_tool("list_evaluators", {"page_size": 100})).structured_content["evaluators"]
     by_slug = {e["evaluator_slug"]: e for e in listed}
     assert by_slug["quality"]["description"] == DESCRIPTION
     assert by_slug["quality"]["passing_condition"] == "numerical_value >= 3"
@@ -192,22 +190,22 @@ async def test_list_evaluators_gives_description_and_passing_condition_not_the_r
 # -- self_grade --------------------------------------------------------------------------------------
 
 
-async def prompt_text(client: Client, **arguments: str) -> str:
-    result = await client.get_prompt("self_grade", {"log_id": "log_42"} | arguments)
+async def prompt_text(mcp: Client, **arguments: str) -> str:
+    result = await mcp.get_prompt("self_grade", {"log_id": "log_42"} | arguments)
     text: str = result.messages[0].content.text  # type: ignore[union-attr]
     return text
 
 
-async def test_self_grade_carries_each_evaluators_description_rubric_and_condition(client: Client) -> None:
-    text = await prompt_text(client, evaluators="quality, tone", rubric="Cites its sources.")
+async def test_self_grade_carries_each_evaluators_description_rubric_and_condition(mcp: Client) -> None:
+    text = await prompt_text(mcp, evaluators="quality, tone", rubric="Cites its sources.")
     assert DESCRIPTION in text and RUBRIC in text and "passes when numerical_value >= 3" in text
     assert "send numerical_value between 1 and 5" in text and "'good' means Kind and clear" in text
     assert "Cites its sources" in text and '"log_42"' in text
     assert "could not be reached" not in text and "no evaluator has slug" not in text
 
 
-async def test_self_grade_names_an_unknown_slug(client: Client) -> None:
-    text = await prompt_text(client, evaluators="quality, qualty")
+async def test_self_grade_names_an_unknown_slug(mcp: Client) -> None:
+    text = await prompt_text(mcp, evaluators="quality, qualty")
     assert "no evaluator has slug 'qualty'" in text and RUBRIC in text
 
 
@@ -238,8 +236,8 @@ async def test_self_grade_looks_the_evaluators_up_at_once(fake: FakeRespan) -> N
     assert sorted(arrived) == ["quality", "safe"] and RUBRIC in text and "boolean_value == true" in text
 
 
-async def test_self_grade_without_evaluators_looks_nothing_up(client: Client, fake: FakeRespan) -> None:
-    text = await prompt_text(client)
+async def test_self_grade_without_evaluators_looks_nothing_up(mcp: Client, fake: FakeRespan) -> None:
+    text = await prompt_text(mcp)
     assert "call list_evaluators to see them" in text and fake.requests == []
 
 
@@ -263,9 +261,9 @@ async def test_self_grade_without_evaluators_looks_nothing_up(client: Client, fa
     ],
 )
 async def test_dry_run_upsert_shows_the_request_and_the_verdict_and_writes_nothing(
-    client: Client, fake: FakeRespan, arguments: dict[str, Any], expected: dict[str, Any]
+    mcp: Client, fake: FakeRespan, arguments: dict[str, Any], expected: dict[str, Any]
 ) -> None:
-    result = await client.call_tool("upsert_log_score", {"log_id": "log/1", "dry_run": True} | arguments)
+    result = await mcp.call_tool("upsert_log_score", {"log_id": "log/1", "dry_run": True} | arguments)
     assert not result.is_error, result.content
     body = {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in arguments.items()}
     assert result.structured_content == {
@@ -274,16 +272,16 @@ async def test_dry_run_upsert_shows_the_request_and_the_verdict_and_writes_nothi
     assert fake.writes() == []
 
 
-async def test_dry_run_upsert_runs_every_check(client: Client, fake: FakeRespan) -> None:
-    out_of_range = await client.call_tool(
+async def test_dry_run_upsert_runs_every_check(mcp: Client, fake: FakeRespan) -> None:
+    out_of_range = await mcp.call_tool(
         "upsert_log_score", {"log_id": LOG_ID, "evaluator_slug": "quality", "numerical_value": 7, "dry_run": True}
     )
     assert out_of_range.is_error and "between 1 and 5 (got 7)" in out_of_range.content[0].text
-    wrong_choice = await client.call_tool(
+    wrong_choice = await mcp.call_tool(
         "upsert_log_score", {"log_id": LOG_ID, "evaluator_slug": "tone", "categorical_value": ["meh"], "dry_run": True}
     )
     assert wrong_choice.is_error and "exactly one of 'good', 'bad'" in wrong_choice.content[0].text
-    pairing = await client.call_tool(
+    pairing = await mcp.call_tool(
         "upsert_log_score",
         {"log_id": LOG_ID, "evaluator_slug": "x", "score_value_type": "boolean", "numerical_value": 1, "dry_run": True},
     )
@@ -291,13 +289,13 @@ async def test_dry_run_upsert_runs_every_check(client: Client, fake: FakeRespan)
     assert fake.writes() == []
 
 
-async def test_dry_run_update_reads_the_score_and_patches_nothing(client: Client, fake: FakeRespan) -> None:
-    written = await client.call_tool(
+async def test_dry_run_update_reads_the_score_and_patches_nothing(mcp: Client, fake: FakeRespan) -> None:
+    written = await mcp.call_tool(
         "upsert_log_score", {"log_id": LOG_ID, "evaluator_slug": "quality", "numerical_value": 4}
     )
     score_id = written.structured_content["id"]
     before = len(fake.writes())
-    result = await client.call_tool("update_score", {"score_id": score_id, "numerical_value": 2, "dry_run": True})
+    result = await mcp.call_tool("update_score", {"score_id": score_id, "numerical_value": 2, "dry_run": True})
     assert not result.is_error, result.content
     assert result.structured_content == {
         "dry_run": {
@@ -306,10 +304,10 @@ async def test_dry_run_update_reads_the_score_and_patches_nothing(client: Client
             "passing_condition": "numerical_value >= 3",
         }
     }
-    refused = await client.call_tool("update_score", {"score_id": score_id, "numerical_value": 9, "dry_run": True})
+    refused = await mcp.call_tool("update_score", {"score_id": score_id, "numerical_value": 9, "dry_run": True})
     assert refused.is_error and "(got 9)" in refused.content[0].text
     # With score_value_type nothing is read, so whether it would pass is not known.
-    stated = await client.call_tool(
+    stated = await mcp.call_tool(
         "update_score", {"score_id": score_id, "score_value_type": "numerical", "numerical_value": 5, "dry_run": True}
     )
     assert stated.structured_content["dry_run"] == {
@@ -318,7 +316,7 @@ async def test_dry_run_update_reads_the_score_and_patches_nothing(client: Client
     assert len(fake.writes()) == before and fake.scores[score_id]["numerical_value"] == 4
 
 
-async def test_dry_run_batch_reports_each_item_and_writes_nothing(client: Client, fake: FakeRespan) -> None:
+async def test_dry_run_batch_reports_each_item_and_writes_nothing(mcp: Client, fake: FakeRespan) -> None:
     scores = [
         {"log_id": LOG_ID, "evaluator_slug": "quality", "numerical_value": 5},
         {"log_id": LOG_ID, "evaluator_slug": "quality", "numerical_value": 9},
@@ -326,7 +324,7 @@ async def test_dry_run_batch_reports_each_item_and_writes_nothing(client: Client
         '{"log_id": "log-2", "evaluator_slug": "plain", "numerical_value": 1}',
         {"log_id": LOG_ID, "evaluator_slug": "quality", "numerical_value": 4, "dry_run": True},
     ]
-    result = await client.call_tool("upsert_log_scores", {"scores": scores, "dry_run": True})
+    result = await mcp.call_tool("upsert_log_scores", {"scores": scores, "dry_run": True})
     assert not result.is_error, result.content
     answer = result.structured_content
     assert (answer["valid"], answer["invalid"], answer["written"], answer["failed"], answer["deferred"]) == (3, 2, 0, 0, 0)
@@ -347,20 +345,20 @@ async def test_dry_run_batch_reports_each_item_and_writes_nothing(client: Client
     assert fake.writes() == []
 
 
-async def test_dry_run_batch_with_nothing_valid_is_an_error(client: Client, fake: FakeRespan) -> None:
+async def test_dry_run_batch_with_nothing_valid_is_an_error(mcp: Client, fake: FakeRespan) -> None:
     scores = [{"log_id": LOG_ID, "evaluator_slug": "quality", "boolean_value": True}]
-    result = await client.call_tool("upsert_log_scores", {"scores": scores, "dry_run": True})
+    result = await mcp.call_tool("upsert_log_scores", {"scores": scores, "dry_run": True})
     assert result.is_error and result.structured_content["valid"] == 0 and fake.writes() == []
 
 
 @pytest.mark.slow
-async def test_dry_run_batch_returns_by_its_deadline_with_the_rest_deferred(client: Client, fake: FakeRespan) -> None:
+async def test_dry_run_batch_returns_by_its_deadline_with_the_rest_deferred(mcp: Client, fake: FakeRespan) -> None:
     fake.fail_next(200, {"count": 0, "next": None, "previous": None, "results": []}, delay=3)  # a lookup that hangs
     scores = [
         {"log_id": LOG_ID, "evaluator_slug": "quality", "numerical_value": 4},
         {"log_id": LOG_ID, "evaluator_slug": "quality", "boolean_value": True, "numerical_value": 1},
     ]
-    result = await client.call_tool("upsert_log_scores", {"scores": scores, "dry_run": True, "deadline_seconds": 1})
+    result = await mcp.call_tool("upsert_log_scores", {"scores": scores, "dry_run": True, "deadline_seconds": 1})
     answer = result.structured_content
     assert [item["status"] for item in answer["results"]] == ["deferred", "invalid"]  # the core rules need no lookup
     assert (answer["valid"], answer["deferred"]) == (0, 1) and "not checked by the deadline: send them again with dry_run" in answer["next_step"]
@@ -370,10 +368,10 @@ async def test_dry_run_batch_returns_by_its_deadline_with_the_rest_deferred(clie
 # -- pass/fail in write results ----------------------------------------------------------------------
 
 
-async def test_upsert_result_carries_respans_verdict_and_the_condition(client: Client, fake: FakeRespan) -> None:
-    passed = await client.call_tool("upsert_log_score", {"log_id": LOG_ID, "evaluator_slug": "quality", "numerical_value": 4})
-    failed = await client.call_tool("upsert_log_score", {"log_id": LOG_ID, "evaluator_slug": "safe", "boolean_value": False})
-    custom = await client.call_tool("upsert_log_score", {"log_id": LOG_ID, "evaluator_slug": "mine", "numerical_value": 4})
+async def test_upsert_result_carries_respans_verdict_and_the_condition(mcp: Client, fake: FakeRespan) -> None:
+    passed = await mcp.call_tool("upsert_log_score", {"log_id": LOG_ID, "evaluator_slug": "quality", "numerical_value": 4})
+    failed = await mcp.call_tool("upsert_log_score", {"log_id": LOG_ID, "evaluator_slug": "safe", "boolean_value": False})
+    custom = await mcp.call_tool("upsert_log_score", {"log_id": LOG_ID, "evaluator_slug": "mine", "numerical_value": 4})
     assert passed.structured_content["is_passed"] is True  # computed by the API, not by us
     assert passed.structured_content["passing_condition"] == "numerical_value >= 3"
     assert passed.structured_content["evaluator_range"] == {"min": 1, "max": 5}
@@ -383,10 +381,10 @@ async def test_upsert_result_carries_respans_verdict_and_the_condition(client: C
     assert len(fake.writes()) == 3
 
 
-async def test_update_result_carries_the_verdict_even_when_the_type_was_stated(client: Client, fake: FakeRespan) -> None:
-    written = await client.call_tool("upsert_log_score", {"log_id": LOG_ID, "evaluator_id": "evl_q:2", "numerical_value": 4})
+async def test_update_result_carries_the_verdict_even_when_the_type_was_stated(mcp: Client, fake: FakeRespan) -> None:
+    written = await mcp.call_tool("upsert_log_score", {"log_id": LOG_ID, "evaluator_id": "evl_q:2", "numerical_value": 4})
     score_id = written.structured_content["id"]
-    updated = await client.call_tool(
+    updated = await mcp.call_tool(
         "update_score", {"score_id": score_id, "score_value_type": "numerical", "numerical_value": 2}
     )
     assert not updated.is_error, updated.content
@@ -394,13 +392,13 @@ async def test_update_result_carries_the_verdict_even_when_the_type_was_stated(c
     assert updated.structured_content["passing_condition"] == "numerical_value >= 3"
 
 
-async def test_batch_scores_carry_the_verdict_and_the_condition(client: Client, fake: FakeRespan) -> None:
+async def test_batch_scores_carry_the_verdict_and_the_condition(mcp: Client, fake: FakeRespan) -> None:
     scores = [
         {"log_id": LOG_ID, "evaluator_slug": "quality", "numerical_value": 2},
         {"log_id": LOG_ID, "evaluator_id": "evl_safe", "boolean_value": True},
         {"log_id": LOG_ID, "evaluator_slug": "plain", "numerical_value": 2},
     ]
-    result = await client.call_tool("upsert_log_scores", {"scores": scores})
+    result = await mcp.call_tool("upsert_log_scores", {"scores": scores})
     assert not result.is_error, result.content
     written = [item["score"] for item in result.structured_content["results"]]
     assert [s.get("is_passed") for s in written] == [False, True, None]
@@ -408,14 +406,14 @@ async def test_batch_scores_carry_the_verdict_and_the_condition(client: Client, 
     assert len(fake.writes()) == 3
 
 
-async def test_list_log_scores_tells_each_scores_condition_range_and_choices(client: Client, fake: FakeRespan) -> None:
+async def test_list_log_scores_tells_each_scores_condition_range_and_choices(mcp: Client, fake: FakeRespan) -> None:
     for arguments in (
         {"evaluator_slug": "quality", "numerical_value": 4},
         {"evaluator_slug": "tone", "categorical_value": ["good"]},
         {"evaluator_slug": "mine", "string_value": "custom"},
     ):
-        assert not (await client.call_tool("upsert_log_score", {"log_id": LOG_ID} | arguments)).is_error
-    listed = await client.call_tool("list_log_scores", {"log_id": LOG_ID})
+        assert not (await mcp.call_tool("upsert_log_score", {"log_id": LOG_ID} | arguments)).is_error
+    listed = await mcp.call_tool("list_log_scores", {"log_id": LOG_ID})
     assert not listed.is_error, listed.content
     by_slug = {s["evaluator_slug"]: s for s in listed.structured_content["scores"]}
     assert by_slug["quality"]["passing_condition"] == "numerical_value >= 3"
@@ -438,8 +436,8 @@ async def test_list_log_scores_stands_when_a_lookup_fails(api: RunningFakeRespan
 # -- schemas -----------------------------------------------------------------------------------------
 
 
-async def test_every_tool_has_a_flat_output_schema_and_get_evaluator_is_read_only(client: Client) -> None:
-    tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+async def test_every_tool_has_a_flat_output_schema_and_get_evaluator_is_read_only(mcp: Client) -> None:
+    tools = {tool.name: tool for tool in (await mcp.list_tools()).tools}
     for tool in tools.values():
         assert tool.output_schema is not None, tool.name
         assert_flat(tool.input_schema)

@@ -6,16 +6,12 @@ Run many times over with concurrency against the loopback stand-in, through the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from mcp import Client
 
-from respan_mcp.config import Config
-from respan_mcp.server import build_server
-from tests.conftest import API_KEY
-from tests.fake_api import FakeRespan, RunningFakeRespan
+from tests.fake_api import FakeRespan
 
 pytestmark = pytest.mark.anyio
 
@@ -23,17 +19,17 @@ RUNS = 50
 
 
 @pytest.fixture
-def fake() -> FakeRespan:
-    fake = FakeRespan(api_keys=(API_KEY,), accept_any_log=True)
+def fake(fake: FakeRespan) -> FakeRespan:
+    """Any log is known; one numerical evaluator."""
+    fake.accept_any_log = True
     fake.add_evaluator(id="evl_help", slug="helpfulness", name="Helpfulness", score_value_type="numerical",
                        score_config={"min_score": 1, "max_score": 5})
     return fake
 
 
 @pytest.fixture
-async def client(api: RunningFakeRespan) -> AsyncIterator[Client]:
-    async with Client(build_server(Config(api_key=API_KEY, base_url=api.url, max_concurrency=8))) as connected:
-        yield connected
+def mcp_settings() -> dict[str, Any]:
+    return {"max_concurrency": 8}
 
 
 def item(log_id: str, value: float, **evaluator: str) -> dict[str, Any]:
@@ -59,10 +55,10 @@ def stored(fake: FakeRespan) -> dict[str, float]:
     return {f"{s['log_id']}/{s.get('evaluator_slug') or s.get('evaluator_id')}": s["numerical_value"] for s in fake.scores.values()}
 
 
-async def test_the_later_item_for_one_score_wins_every_time(client: Client, fake: FakeRespan) -> None:
+async def test_the_later_item_for_one_score_wins_every_time(mcp: Client, fake: FakeRespan) -> None:
     for run in range(RUNS):
         fake.reset()
-        result = await client.call_tool("upsert_log_scores", {"scores": SCORES})
+        result = await mcp.call_tool("upsert_log_scores", {"scores": SCORES})
         assert not result.is_error, result.content[0].text
         summary = result.structured_content
         assert [r["status"] for r in summary["results"]] == STATUSES, (run, summary)
@@ -79,8 +75,8 @@ async def test_the_later_item_for_one_score_wins_every_time(client: Client, fake
         assert stored(fake)["log-1/helpfulness"] == 5.0 and stored(fake)["log-2/custom"] == 2.0
 
 
-async def test_the_dry_run_says_which_items_would_not_be_sent(client: Client, fake: FakeRespan) -> None:
-    result = await client.call_tool("upsert_log_scores", {"scores": SCORES[:2] + SCORES[3:], "dry_run": True})
+async def test_the_dry_run_says_which_items_would_not_be_sent(mcp: Client, fake: FakeRespan) -> None:
+    result = await mcp.call_tool("upsert_log_scores", {"scores": SCORES[:2] + SCORES[3:], "dry_run": True})
     summary = result.structured_content
     # Without the evaluator lookup a dry run knows the items' own names: log-1 by slug twice, log-2's custom slug.
     assert [r["status"] for r in summary["results"]] == ["superseded", "superseded", "valid", "valid", "valid", "invalid", "valid"]
@@ -88,7 +84,7 @@ async def test_the_dry_run_says_which_items_would_not_be_sent(client: Client, fa
     assert fake.writes() == []
 
 
-async def test_an_invalid_later_item_leaves_the_earlier_one_to_be_written(client: Client, fake: FakeRespan) -> None:
-    result = await client.call_tool("upsert_log_scores", {"scores": [item("log-1", 3), item("log-1", 0)]})
+async def test_an_invalid_later_item_leaves_the_earlier_one_to_be_written(mcp: Client, fake: FakeRespan) -> None:
+    result = await mcp.call_tool("upsert_log_scores", {"scores": [item("log-1", 3), item("log-1", 0)]})
     assert [r["status"] for r in result.structured_content["results"]] == ["written", "invalid"]
     assert stored(fake) == {"log-1/helpfulness": 3.0}

@@ -11,7 +11,6 @@ schema) and over stdio with the installed console script.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -21,7 +20,7 @@ from mcp import Client, StdioServerParameters
 from respan_mcp.config import Config
 from respan_mcp.server import build_server
 from respan_mcp.values import MAX_JSON_DEPTH
-from tests.conftest import API_KEY, console_script, server_env
+from tests.conftest import console_script, server_env
 from tests.fake_api import FakeRespan, RunningFakeRespan
 
 pytestmark = pytest.mark.anyio
@@ -32,14 +31,16 @@ CANARY = "sk-canary-hostile-7f3a9c2e41d8b6"  # a key the spoiled answers echo ba
 
 
 @pytest.fixture
-def fake() -> FakeRespan:
-    return FakeRespan(api_keys=(API_KEY, CANARY), accept_any_log=True)
+def fake(fake: FakeRespan) -> FakeRespan:
+    """The canary key is accepted too; any log is known."""
+    fake.api_keys.add(CANARY)
+    fake.accept_any_log = True
+    return fake
 
 
 @pytest.fixture
-async def client(api: RunningFakeRespan) -> AsyncIterator[Client]:
-    async with Client(build_server(Config(api_key=API_KEY, base_url=api.url, max_retries=0))) as connected:
-        yield connected
+def mcp_settings() -> dict[str, Any]:
+    return {"max_retries": 0}
 
 
 def write(log_id: str = "log-1", **extra: Any) -> dict[str, Any]:
@@ -54,9 +55,9 @@ def deep_answer(depth: int = 30_000) -> str:
 
 
 async def test_deep_categorical_text_says_what_was_wrong_and_that_nothing_was_sent(
-    client: Client, fake: FakeRespan
+    mcp: Client, fake: FakeRespan
 ) -> None:
-    result = await client.call_tool("upsert_log_score", write(numerical_value=None, categorical_value=DEEP_ARRAY_TEXT))
+    result = await mcp.call_tool("upsert_log_score", write(numerical_value=None, categorical_value=DEEP_ARRAY_TEXT))
     text = result.content[0].text
     assert result.is_error
     assert f"nested more than {MAX_JSON_DEPTH} levels deep" in text and "Nothing was sent" in text, text
@@ -64,19 +65,19 @@ async def test_deep_categorical_text_says_what_was_wrong_and_that_nothing_was_se
     assert fake.writes() == []
 
 
-async def test_deep_scores_text_is_refused_saying_nothing_was_sent(client: Client, fake: FakeRespan) -> None:
+async def test_deep_scores_text_is_refused_saying_nothing_was_sent(mcp: Client, fake: FakeRespan) -> None:
     scores = '[{"log_id": "log-1", "evaluator_slug": "custom", "numerical_value": 1, "x": ' + DEEP_ARRAY_TEXT + "}]"
-    result = await client.call_tool("upsert_log_scores", {"scores": scores})
+    result = await mcp.call_tool("upsert_log_scores", {"scores": scores})
     text = result.content[0].text
     assert result.is_error and "scores is JSON text nested more than" in text and "Nothing was sent" in text, text
     assert fake.writes() == []
 
 
 @pytest.mark.parametrize("dry_run", [False, True])
-async def test_a_deep_batch_item_is_invalid_and_the_others_go_on(client: Client, fake: FakeRespan, dry_run: bool) -> None:
+async def test_a_deep_batch_item_is_invalid_and_the_others_go_on(mcp: Client, fake: FakeRespan, dry_run: bool) -> None:
     deep_item = '{"log_id": "log-deep", "evaluator_slug": "custom", "numerical_value": 1, "x": ' + DEEP_ARRAY_TEXT + "}"
     scores = [write("log-a"), deep_item, json.dumps(write("log-b")), "not json at all"]
-    result = await client.call_tool("upsert_log_scores", {"scores": scores, "dry_run": dry_run})
+    result = await mcp.call_tool("upsert_log_scores", {"scores": scores, "dry_run": dry_run})
     assert not result.is_error, result.content[0].text
     summary = result.structured_content
     good = "valid" if dry_run else "written"
@@ -87,8 +88,8 @@ async def test_a_deep_batch_item_is_invalid_and_the_others_go_on(client: Client,
     assert written == ([] if dry_run else ["/api/logs/log-a/scores/", "/api/logs/log-b/scores/"])
 
 
-async def test_deep_json_value_text_is_refused_before_sending(client: Client, fake: FakeRespan) -> None:
-    result = await client.call_tool("upsert_log_score", write(numerical_value=None, json_value=DEEP_ARRAY_TEXT))
+async def test_deep_json_value_text_is_refused_before_sending(mcp: Client, fake: FakeRespan) -> None:
+    result = await mcp.call_tool("upsert_log_score", write(numerical_value=None, json_value=DEEP_ARRAY_TEXT))
     assert result.is_error and "nested too deeply" in result.content[0].text and "Nothing was sent" in result.content[0].text
     assert fake.writes() == []
 
@@ -104,10 +105,10 @@ SPOILED: dict[str, tuple[str, dict[str, str]]] = {
 
 
 @pytest.mark.parametrize("name", list(SPOILED))
-async def test_a_spoiled_success_is_shown_as_the_write_it_was(client: Client, fake: FakeRespan, name: str) -> None:
+async def test_a_spoiled_success_is_shown_as_the_write_it_was(mcp: Client, fake: FakeRespan, name: str) -> None:
     body, headers = SPOILED[name]
     fake.fail_next(201, body, headers=headers, method="POST")
-    result = await client.call_tool("upsert_log_score", write())  # the SDK's Client checks the output schema
+    result = await mcp.call_tool("upsert_log_score", write())  # the SDK's Client checks the output schema
     assert not result.is_error, result.content[0].text
     structured = result.structured_content
     assert structured["id"].startswith("score_")
@@ -116,22 +117,22 @@ async def test_a_spoiled_success_is_shown_as_the_write_it_was(client: Client, fa
     assert len(fake.writes()) == 1
 
 
-async def test_an_unreadable_success_says_the_write_went_through(client: Client, fake: FakeRespan) -> None:
+async def test_an_unreadable_success_says_the_write_went_through(mcp: Client, fake: FakeRespan) -> None:
     fake.fail_next(201, "<html><title>Saved</title></html>", method="POST")
-    result = await client.call_tool("upsert_log_score", write())
+    result = await mcp.call_tool("upsert_log_score", write())
     text = result.content[0].text
     assert result.is_error and "went through" in text and "unknown" not in text, text
 
 
 async def test_a_batch_reports_each_spoiled_answer_as_written_and_the_call_survives(
-    client: Client, fake: FakeRespan
+    mcp: Client, fake: FakeRespan
 ) -> None:
     for body, headers in SPOILED.values():
         fake.fail_next(201, body, headers=headers, method="POST")
     fake.fail_next(201, "not json", method="POST")
     count = len(SPOILED) + 3
     with anyio.fail_after(30):
-        result = await client.call_tool("upsert_log_scores", {"scores": [write(f"log-{i}") for i in range(count)]})
+        result = await mcp.call_tool("upsert_log_scores", {"scores": [write(f"log-{i}") for i in range(count)]})
     assert not result.is_error, result.content[0].text
     summary = result.structured_content
     assert (summary["written"], summary["failed"], summary["invalid"]) == (count, 0, 0)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from mcp import Client
 from mcp.types import PromptReference
@@ -19,12 +17,11 @@ REF = PromptReference(type="ref/prompt", name="self_grade")
 
 
 @pytest.fixture
-def api() -> Iterator[RunningFakeRespan]:
-    fake = FakeRespan(api_keys=(API_KEY,))
+def fake(fake: FakeRespan) -> FakeRespan:
+    """Three evaluators to complete and describe."""
     for slug, kind in [("helpfulness", "numerical"), ("harmlessness", "boolean"), ("tone", "single_select")]:
         fake.add_evaluator(id=f"evl_{slug}", slug=slug, name=slug.title(), score_value_type=kind)
-    with RunningFakeRespan(fake) as running:
-        yield running
+    return fake
 
 
 async def test_listed_with_described_arguments(api: RunningFakeRespan) -> None:

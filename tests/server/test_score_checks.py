@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -12,7 +11,6 @@ from mcp import Client
 from respan_mcp.client import Caller, RespanClient
 from respan_mcp.config import Config
 from respan_mcp.evaluator_cache import EvaluatorCache
-from respan_mcp.server import build_server
 from tests.conftest import API_KEY, LOG_ID
 from tests.fake_api import FakeRespan, RunningFakeRespan
 
@@ -22,9 +20,9 @@ CHOICES = [{"name": "Polite", "value": "polite"}, {"name": "Neutral", "value": "
 
 
 @pytest.fixture
-def fake() -> FakeRespan:
-    fake = FakeRespan(api_keys=(API_KEY, "other-key"))
-    fake.add_log(LOG_ID)
+def fake(fake: FakeRespan) -> FakeRespan:
+    """A second key, and an evaluator of every value type (two in legacy form)."""
+    fake.api_keys.add("other-key")
     fake.add_evaluator(id="evl_help", slug="helpfulness", name="Helpfulness", score_value_type="numerical",
                        score_config={"min_score": 1, "max_score": 5})
     fake.add_evaluator(id="evl_safe", slug="is_safe", name="Safe", score_value_type="boolean")
@@ -42,17 +40,16 @@ def fake() -> FakeRespan:
 
 
 @pytest.fixture
-async def client(api: RunningFakeRespan) -> AsyncIterator[Client]:
-    async with Client(build_server(Config(api_key=API_KEY, base_url=api.url, max_retries=0))) as connected:
-        yield connected
+def mcp_settings() -> dict[str, Any]:
+    return {"max_retries": 0}
 
 
 def lookups(fake: FakeRespan) -> list[Any]:
     return [r for r in fake.requests if r.method == "GET" and r.path.startswith("/api/evaluators/")]
 
 
-async def write(client: Client, **arguments: Any):
-    return await client.call_tool("upsert_log_score", {"log_id": LOG_ID} | arguments)
+async def write(mcp: Client, **arguments: Any):
+    return await mcp.call_tool("upsert_log_score", {"log_id": LOG_ID} | arguments)
 
 
 @pytest.mark.parametrize(
@@ -73,8 +70,8 @@ async def write(client: Client, **arguments: Any):
          "score_value_type 'boolean' does not match: evaluator 'helpfulness' is numerical"),
     ],
 )
-async def test_refused_before_any_write(client: Client, fake: FakeRespan, arguments: dict, message: str) -> None:
-    result = await write(client, **arguments)
+async def test_refused_before_any_write(mcp: Client, fake: FakeRespan, arguments: dict, message: str) -> None:
+    result = await write(mcp, **arguments)
     assert result.is_error, result.content
     assert message in result.content[0].text and "Nothing was sent" in result.content[0].text
     assert fake.writes() == []
@@ -92,39 +89,39 @@ async def test_refused_before_any_write(client: Client, fake: FakeRespan, argume
         {"evaluator_slug": "legacy_grade", "categorical_value": '["A"]'},
     ],
 )
-async def test_valid_scores_write(client: Client, fake: FakeRespan, arguments: dict) -> None:
-    result = await write(client, **arguments)
+async def test_valid_scores_write(mcp: Client, fake: FakeRespan, arguments: dict) -> None:
+    result = await write(mcp, **arguments)
     assert not result.is_error, result.content
     assert len(fake.writes()) == 1
 
 
-async def test_versioned_id_is_looked_up_encoded(client: Client, fake: FakeRespan) -> None:
-    await write(client, evaluator_id="evl_cov:2", numerical_value=50)
+async def test_versioned_id_is_looked_up_encoded(mcp: Client, fake: FakeRespan) -> None:
+    await write(mcp, evaluator_id="evl_cov:2", numerical_value=50)
     assert [r.path for r in lookups(fake)] == ["/api/evaluators/evl_cov%3A2/"]
 
 
-async def test_custom_slug_writes_unchecked(client: Client, fake: FakeRespan) -> None:
-    result = await write(client, evaluator_slug="my_custom_metric", numerical_value=1234)
+async def test_custom_slug_writes_unchecked(mcp: Client, fake: FakeRespan) -> None:
+    result = await write(mcp, evaluator_slug="my_custom_metric", numerical_value=1234)
     assert not result.is_error, result.content
     assert fake.writes()[0].body == {"evaluator_slug": "my_custom_metric", "numerical_value": 1234.0}
 
 
-async def test_five_scores_one_lookup(client: Client, fake: FakeRespan) -> None:
+async def test_five_scores_one_lookup(mcp: Client, fake: FakeRespan) -> None:
     for value in range(1, 6):
         fake.add_log(f"log-{value}")
-        result = await client.call_tool(
+        result = await mcp.call_tool(
             "upsert_log_score", {"log_id": f"log-{value}", "evaluator_slug": "helpfulness", "numerical_value": value}
         )
         assert not result.is_error
     assert len(lookups(fake)) == 1 and len(fake.writes()) == 5
 
 
-async def test_concurrent_lookups_coalesce(client: Client, fake: FakeRespan) -> None:
+async def test_concurrent_lookups_coalesce(mcp: Client, fake: FakeRespan) -> None:
     fake.latency = 0.05
 
     async def one(index: int) -> None:
         fake.add_log(f"log-c{index}")
-        result = await client.call_tool(
+        result = await mcp.call_tool(
             "upsert_log_score", {"log_id": f"log-c{index}", "evaluator_slug": "tone", "categorical_value": ["polite"]}
         )
         assert not result.is_error
@@ -135,35 +132,35 @@ async def test_concurrent_lookups_coalesce(client: Client, fake: FakeRespan) -> 
     assert len(lookups(fake)) == 1 and len(fake.writes()) == 10
 
 
-async def test_failed_lookup_falls_back_to_core_rules(client: Client, fake: FakeRespan, caplog) -> None:
+async def test_failed_lookup_falls_back_to_core_rules(mcp: Client, fake: FakeRespan, caplog) -> None:
     fake.fail_next(503, "<html><title>Service Unavailable</title></html>")
-    result = await write(client, evaluator_slug="helpfulness", numerical_value=3)
+    result = await write(mcp, evaluator_slug="helpfulness", numerical_value=3)
     assert not result.is_error, result.content
     assert len(fake.writes()) == 1
     assert "core rules only" in caplog.text and API_KEY not in caplog.text
 
 
-async def test_update_checks_the_scores_evaluator(client: Client, fake: FakeRespan) -> None:
-    written = await write(client, evaluator_slug="helpfulness", numerical_value=4)
+async def test_update_checks_the_scores_evaluator(mcp: Client, fake: FakeRespan) -> None:
+    written = await write(mcp, evaluator_slug="helpfulness", numerical_value=4)
     score_id = written.structured_content["id"]
-    refused = await client.call_tool("update_score", {"score_id": score_id, "boolean_value": True})
+    refused = await mcp.call_tool("update_score", {"score_id": score_id, "boolean_value": True})
     assert refused.is_error
     assert "evaluator 'helpfulness' is numerical (1 to 5): send numerical_value between 1 and 5" in refused.content[0].text
-    out_of_range = await client.call_tool("update_score", {"score_id": score_id, "numerical_value": 9})
+    out_of_range = await mcp.call_tool("update_score", {"score_id": score_id, "numerical_value": 9})
     assert out_of_range.is_error and "(got 9)" in out_of_range.content[0].text
     assert [r.method for r in fake.writes()] == ["POST"]
-    fine = await client.call_tool("update_score", {"score_id": score_id, "numerical_value": 2})
+    fine = await mcp.call_tool("update_score", {"score_id": score_id, "numerical_value": 2})
     assert not fine.is_error and fine.structured_content["numerical_value"] == 2
 
 
-async def test_update_of_unknown_score_says_so(client: Client, fake: FakeRespan) -> None:
-    result = await client.call_tool("update_score", {"score_id": "score_nope", "numerical_value": 1})
+async def test_update_of_unknown_score_says_so(mcp: Client, fake: FakeRespan) -> None:
+    result = await mcp.call_tool("update_score", {"score_id": "score_nope", "numerical_value": 1})
     assert result.is_error and "no score has id 'score_nope'" in result.content[0].text
     assert fake.writes() == []
 
 
-async def test_list_evaluators_tells_field_range_and_choices(client: Client, fake: FakeRespan) -> None:
-    result = await client.call_tool("list_evaluators", {"search": "tone"})
+async def test_list_evaluators_tells_field_range_and_choices(mcp: Client, fake: FakeRespan) -> None:
+    result = await mcp.call_tool("list_evaluators", {"search": "tone"})
     assert not result.is_error, result.content
     (tone,) = result.structured_content["evaluators"]
     assert tone == {
@@ -174,27 +171,27 @@ async def test_list_evaluators_tells_field_range_and_choices(client: Client, fak
         "value_field": "categorical_value",
         "choices": ["polite", "neutral", "rude"],
     }
-    everything = await client.call_tool("list_evaluators", {"page_size": 3})
+    everything = await mcp.call_tool("list_evaluators", {"page_size": 3})
     assert everything.structured_content["count"] == 8 and everything.structured_content["next_page"] == 2
     assert len(everything.structured_content["evaluators"]) == 3
 
 
-async def test_listed_evaluators_need_no_second_lookup(client: Client, fake: FakeRespan) -> None:
-    await client.call_tool("list_evaluators", {"search": "helpfulness"})
+async def test_listed_evaluators_need_no_second_lookup(mcp: Client, fake: FakeRespan) -> None:
+    await mcp.call_tool("list_evaluators", {"search": "helpfulness"})
     before = len(lookups(fake))
-    await write(client, evaluator_slug="helpfulness", numerical_value=2)
+    await write(mcp, evaluator_slug="helpfulness", numerical_value=2)
     assert len(lookups(fake)) == before
 
 
-async def test_list_log_scores_and_get_score(client: Client, fake: FakeRespan) -> None:
-    first = await write(client, evaluator_slug="helpfulness", numerical_value=4)
-    await write(client, evaluator_slug="is_safe", boolean_value=True)
-    listed = await client.call_tool("list_log_scores", {"log_id": LOG_ID, "page_size": 1})
+async def test_list_log_scores_and_get_score(mcp: Client, fake: FakeRespan) -> None:
+    first = await write(mcp, evaluator_slug="helpfulness", numerical_value=4)
+    await write(mcp, evaluator_slug="is_safe", boolean_value=True)
+    listed = await mcp.call_tool("list_log_scores", {"log_id": LOG_ID, "page_size": 1})
     assert not listed.is_error, listed.content
     assert listed.structured_content["count"] == 2 and listed.structured_content["next_page"] == 2
-    got = await client.call_tool("get_score", {"score_id": first.structured_content["id"]})
+    got = await mcp.call_tool("get_score", {"score_id": first.structured_content["id"]})
     assert got.structured_content["numerical_value"] == 4 and got.structured_content["evaluator_slug"] == "helpfulness"
-    missing = await client.call_tool("get_score", {"score_id": "score_none"})
+    missing = await mcp.call_tool("get_score", {"score_id": "score_none"})
     assert missing.is_error and "no score has id 'score_none'" in missing.content[0].text
 
 

@@ -21,7 +21,9 @@ KEY = "sk-canary-server-51c2"
 SCORE = {"id": "score_1", "created_at": "2026-11-24T00:00:00Z", "numerical_value": 4.0, "boolean_value": None}
 
 
-class FakeTransport(httpx2.MockTransport):
+class MockAPI(httpx2.MockTransport):
+    """A Respan API that answers every write with one canned answer, and keeps the requests."""
+
     def __init__(self, status: int = 201, body: Any = SCORE) -> None:
         self.requests: list[httpx2.Request] = []
         self.status, self.body = status, body
@@ -39,18 +41,23 @@ class FakeTransport(httpx2.MockTransport):
 
 
 @pytest.fixture
-def api() -> FakeTransport:
-    return FakeTransport()
+def mock_api() -> MockAPI:
+    return MockAPI()
 
 
 @pytest.fixture
-async def client(api: FakeTransport):
-    async with Client(build_server(Config(api_key=KEY), transport=api)) as connected:
-        yield connected
+def mcp_transport(mock_api: MockAPI) -> MockAPI:
+    """Here the server's API is `mock_api`, which answers every write alike."""
+    return mock_api
 
 
-async def test_lists_every_tool_with_titles_annotations_and_flat_schemas(client: Client) -> None:
-    tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+@pytest.fixture
+def mcp_settings() -> dict[str, Any]:
+    return {"api_key": KEY}
+
+
+async def test_lists_every_tool_with_titles_annotations_and_flat_schemas(mcp: Client) -> None:
+    tools = {tool.name: tool for tool in (await mcp.list_tools()).tools}
     assert set(tools) == {
         "upsert_log_score", "update_score", "upsert_log_scores", "list_evaluators", "get_evaluator", "list_log_scores",
         "get_score", "find_logs", "get_log",
@@ -67,23 +74,23 @@ async def test_lists_every_tool_with_titles_annotations_and_flat_schemas(client:
     assert tools["update_score"].input_schema["required"] == ["score_id"]
 
 
-async def test_upsert_reaches_api_and_returns_structured_score(client: Client, api: FakeTransport) -> None:
-    result = await client.call_tool(
+async def test_upsert_reaches_api_and_returns_structured_score(mcp: Client, mock_api: MockAPI) -> None:
+    result = await mcp.call_tool(
         "upsert_log_score", {"log_id": "log-1", "evaluator_slug": "quality", "numerical_value": 4}
     )
     assert not result.is_error
     assert result.structured_content == {"id": "score_1", "created_at": "2026-11-24T00:00:00Z", "numerical_value": 4.0}
     assert json.loads(result.content[0].text)["id"] == "score_1"
-    (request,) = api.writes
+    (request,) = mock_api.writes
     assert (request.method, request.url.raw_path) == ("POST", b"/api/logs/log-1/scores/")
     assert request.headers["authorization"] == f"Bearer {KEY}"
     assert json.loads(request.content) == {"evaluator_slug": "quality", "numerical_value": 4.0}
 
 
-async def test_update_sends_only_the_value(client: Client, api: FakeTransport) -> None:
-    result = await client.call_tool("update_score", {"score_id": "score_1", "score_value_type": "boolean", "boolean_value": False})
+async def test_update_sends_only_the_value(mcp: Client, mock_api: MockAPI) -> None:
+    result = await mcp.call_tool("update_score", {"score_id": "score_1", "score_value_type": "boolean", "boolean_value": False})
     assert not result.is_error
-    (request,) = api.requests  # the type was given, so the score is not read first
+    (request,) = mock_api.requests  # the type was given, so the score is not read first
     assert (request.method, request.url.raw_path) == ("PATCH", b"/api/scores/score_1/")
     assert json.loads(request.content) == {"boolean_value": False}
 
@@ -99,14 +106,14 @@ WRONG_PAIRINGS = [
 @pytest.mark.parametrize("tool", ["upsert_log_score", "update_score"])
 @pytest.mark.parametrize("value_type, expected, wrong", WRONG_PAIRINGS)
 async def test_wrong_pairing_sends_no_request(
-    client: Client, api: FakeTransport, tool: str, value_type: str, expected: str, wrong: str
+    mcp: Client, mock_api: MockAPI, tool: str, value_type: str, expected: str, wrong: str
 ) -> None:
     target = {"log_id": "log-1", "evaluator_slug": "q"} if tool == "upsert_log_score" else {"score_id": "s1"}
-    result = await client.call_tool(tool, target | {"score_value_type": value_type, wrong: VALUES[wrong]})
+    result = await mcp.call_tool(tool, target | {"score_value_type": value_type, wrong: VALUES[wrong]})
     assert result.is_error
     assert f"score_value_type '{value_type}' takes {expected}, not {wrong}" in result.content[0].text
     assert "Nothing was sent" in result.content[0].text
-    assert api.requests == []
+    assert mock_api.requests == []
 
 
 @pytest.mark.parametrize(
@@ -123,41 +130,41 @@ async def test_wrong_pairing_sends_no_request(
     ],
 )
 async def test_invalid_arguments_are_tool_errors_and_send_nothing(
-    client: Client, api: FakeTransport, arguments: dict, message: str
+    mcp: Client, mock_api: MockAPI, arguments: dict, message: str
 ) -> None:
-    result = await client.call_tool("upsert_log_score", {"log_id": "log-1", "evaluator_slug": "q"} | arguments)
+    result = await mcp.call_tool("upsert_log_score", {"log_id": "log-1", "evaluator_slug": "q"} | arguments)
     assert result.is_error and message in result.content[0].text
     assert "pydantic" not in result.content[0].text
-    assert api.requests == []
+    assert mock_api.requests == []
 
 
-async def test_arrays_and_objects_sent_as_json_text_are_accepted(client: Client, api: FakeTransport) -> None:
-    result = await client.call_tool(
+async def test_arrays_and_objects_sent_as_json_text_are_accepted(mcp: Client, mock_api: MockAPI) -> None:
+    result = await mcp.call_tool(
         "upsert_log_score",
         {"log_id": "l", "evaluator_slug": "q", "score_value_type": "single_select", "categorical_value": '["good"]'},
     )
     assert not result.is_error, result.content
-    assert json.loads(api.writes[-1].content)["categorical_value"] == ["good"]
-    result = await client.call_tool("upsert_log_score", {"log_id": "l", "evaluator_slug": "q", "json_value": '{"a": 1}'})
+    assert json.loads(mock_api.writes[-1].content)["categorical_value"] == ["good"]
+    result = await mcp.call_tool("upsert_log_score", {"log_id": "l", "evaluator_slug": "q", "json_value": '{"a": 1}'})
     assert not result.is_error
-    assert json.loads(json.loads(api.writes[-1].content)["json_value"]) == {"a": 1}
+    assert json.loads(json.loads(mock_api.writes[-1].content)["json_value"]) == {"a": 1}
 
 
 @pytest.mark.parametrize("text", ["null", "true", "3", '{"a":1}', "[1, 2]", '"x"'])
-async def test_json_value_text_is_sent_as_given(client: Client, api: FakeTransport, text: str) -> None:
+async def test_json_value_text_is_sent_as_given(mcp: Client, mock_api: MockAPI, text: str) -> None:
     # JSON text is the score itself: "null" is a valid json score, not a missing one.
-    result = await client.call_tool("upsert_log_score", {"log_id": "l", "evaluator_slug": "q", "json_value": text})
+    result = await mcp.call_tool("upsert_log_score", {"log_id": "l", "evaluator_slug": "q", "json_value": text})
     assert not result.is_error, result.content
-    assert json.loads(api.writes[-1].content)["json_value"] == text
+    assert json.loads(mock_api.writes[-1].content)["json_value"] == text
 
 
-async def test_explicit_nulls_for_optional_fields_are_fine(client: Client, api: FakeTransport) -> None:
-    result = await client.call_tool(
+async def test_explicit_nulls_for_optional_fields_are_fine(mcp: Client, mock_api: MockAPI) -> None:
+    result = await mcp.call_tool(
         "upsert_log_score",
         {"log_id": "l", "evaluator_slug": "q", "evaluator_id": None, "boolean_value": True, "numerical_value": None},
     )
     assert not result.is_error, result.content
-    assert json.loads(api.writes[0].content) == {"evaluator_slug": "q", "boolean_value": True}
+    assert json.loads(mock_api.writes[0].content) == {"evaluator_slug": "q", "boolean_value": True}
 
 
 @pytest.mark.parametrize(
@@ -169,17 +176,17 @@ async def test_explicit_nulls_for_optional_fields_are_fine(client: Client, api: 
     ],
 )
 async def test_api_errors_are_clear_tool_errors(status: int, body: dict, message: str) -> None:
-    api = FakeTransport(status, body)
-    async with Client(build_server(Config(api_key=KEY), transport=api)) as client:
+    mock_api = MockAPI(status, body)
+    async with Client(build_server(Config(api_key=KEY), transport=mock_api)) as client:
         result = await client.call_tool("upsert_log_score", {"log_id": "l", "evaluator_slug": "q", "numerical_value": 9})
     assert result.is_error and message in result.content[0].text
     assert KEY not in result.content[0].text
-    assert len(api.writes) == 1
+    assert len(mock_api.writes) == 1
 
 
-async def test_without_a_key_tools_list_and_calls_explain(api: FakeTransport) -> None:
-    async with Client(build_server(Config(api_key=None), transport=api)) as client:
+async def test_without_a_key_tools_list_and_calls_explain(mock_api: MockAPI) -> None:
+    async with Client(build_server(Config(api_key=None), transport=mock_api)) as client:
         assert len((await client.list_tools()).tools) == 9
         result = await client.call_tool("upsert_log_score", {"log_id": "l", "evaluator_slug": "q", "numerical_value": 1})
     assert result.is_error and "RESPAN_API_KEY" in result.content[0].text
-    assert api.requests == []
+    assert mock_api.requests == []

@@ -287,9 +287,8 @@ def test_prompt_without_found_evaluators_is_todays_text() -> None:
 
 
 @pytest.fixture
-def api() -> Iterator[RunningFakeRespan]:
-    fake = FakeRespan(api_keys=(API_KEY,))
-    fake.add_log(LOG_ID)
+def fake(fake: FakeRespan) -> FakeRespan:
+    """Evaluators with a passing condition, without one, and in legacy form."""
     fake.add_evaluator(
         id="evl_q",
         slug="quality",
@@ -316,8 +315,7 @@ def api() -> Iterator[RunningFakeRespan]:
         categorical_choices=[{"name": "A", "value": "A"}],
         configurations={"scoring_rubric": "A is best"},
     )
-    with RunningFakeRespan(fake) as running:
-        yield running
+    return fake
 
 
 @pytest.fixture
