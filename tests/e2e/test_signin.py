@@ -61,7 +61,7 @@ INITIALIZE: dict[str, Any] = {
 # Until the issuer's keys first load, the verifier retries every FIRST_LOAD_RETRY seconds at most:
 # the wait for readiness is bounded well past it (a failure bound only; it ends when the keys load).
 # Key rotation, which waits on the 30 s refresh interval, is tested with an injected clock in
-# tests/e2e/test_auth.py (test_key_rotation_the_new_kid_is_fetched_once_the_old_key_stops_working).
+# tests/e2e/test_token_verifier.py (test_key_rotation_the_new_kid_is_fetched_once_the_old_key_stops_working).
 READY_BOUND = 10 * FIRST_LOAD_RETRY + 30
 
 
