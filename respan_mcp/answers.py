@@ -46,8 +46,18 @@ _SECONDS = re.compile(r"\d+(\.\d+)?")
 
 
 def api_message(response: httpx2.Response, secrets: Iterable[str | None] = ()) -> str:
-    """The API's own words from an error body (DRF `detail`, field lists, `error`), or a short summary."""
+    """The API's own words from an error body (DRF `detail`, field lists, `error`), or a short summary.
+
+    A body nested deeper than the JSON parser (or `str` of what it parsed) goes raises their own
+    RecursionError, before the stack is at risk: such a body is summarised as text."""
     secrets = tuple(secrets)
+    try:
+        return _api_words(response, secrets)
+    except RecursionError:
+        return summarise_text(response.text, secrets) or response.reason_phrase
+
+
+def _api_words(response: httpx2.Response, secrets: tuple[str | None, ...]) -> str:
     try:
         body = response.json()
     except ValueError:
@@ -96,7 +106,7 @@ def _retry_after(response: httpx2.Response) -> float | None:
         return from_header
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past what the parser goes
         return None
     return parse_retry_after(body.get("retry_after")) if isinstance(body, dict) else None
 

@@ -15,7 +15,6 @@ Retries follow the client's `RetryPolicy` and every wait goes through the client
 from __future__ import annotations
 
 import logging
-import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -24,18 +23,18 @@ import anyio
 from pydantic import ValidationError
 
 from respan_mcp.arguments import LogScoreWrite
+from respan_mcp.batch_items import SUPERSEDED, Target, claim, parse_item, targets
+from respan_mcp.batch_report import MARGIN, summary
 from respan_mcp.client import Request
 from respan_mcp.config import BATCH_DEADLINE_MAX, SHUTDOWN_GRACE
 from respan_mcp.errors import PermissionDeniedError, RateLimitError, RespanError, UnexpectedAnswerError, refuses_key
 from respan_mcp.evaluator import Evaluator
 from respan_mcp.net import redact
-from respan_mcp.results import BatchResult, BatchStatus, DryRun, ItemResult, Score
+from respan_mcp.results import BatchResult, BatchStatus, ItemResult, Score
 from respan_mcp.retry import Clock
 from respan_mcp.schema import describe_invalid
 from respan_mcp.tools import Call
-from respan_mcp.values import JSONTooDeepError, loads_json
 
-MARGIN = 0.25  # seconds kept back from the deadline (or the shutdown grace) to assemble the answer
 # Seconds a shutdown leaves a running batch to report: half the server's grace, so that the rest is
 # left for its answer to be written out before the process exits.
 GRACE = SHUTDOWN_GRACE / 2
@@ -56,30 +55,6 @@ class Prepared(Protocol):
 
 
 Item = tuple[int, Prepared]
-Target = tuple[str, str, str]  # (log_id, "id" or "slug", the evaluator's id or slug): one score, by one of its names
-SUPERSEDED = (
-    "not sent: item {} names the same log and evaluator, and the later item's value is the one kept (one score "
-    "per log and evaluator)"
-)
-
-
-def claim(claims: dict[Target, int], replaced_by: dict[int, int], index: int, names: set[Target]) -> set[int]:
-    """Item `index`, valid, writes these scores: every earlier item writing one of them (or replaced by one
-    that does) is now replaced by it. Returns the items whose replacement changed."""
-    earlier = {claims[name] for name in names if name in claims}
-    changed = earlier | {item for item, by in replaced_by.items() if by in earlier}
-    replaced_by.update(dict.fromkeys(changed, index))
-    claims.update(dict.fromkeys(names, index))
-    return changed
-
-
-def targets(item: LogScoreWrite, evaluator: Evaluator | None = None) -> set[Target]:
-    """The score an item writes, by every name it goes by: its log with its evaluator's id or slug (the item's
-    own, and the evaluator's when it was looked up)."""
-    names = {("id", item.evaluator_id), ("slug", item.evaluator_slug)}
-    if evaluator is not None:
-        names |= {("id", evaluator.id), ("slug", evaluator.slug)}
-    return {(item.log_id, kind, value) for kind, value in names if value}
 
 
 UNKNOWN = (
@@ -99,20 +74,6 @@ def accepted(error: RespanError) -> bool:
 
 class _OutOfTime(Exception):
     """A wait would pass the deadline, or the server is shutting down: the item is deferred."""
-
-
-def parse_item(raw: Any) -> LogScoreWrite:
-    """One item of `scores` (an object, or its JSON text) as a write; raises ValidationError or ValueError.
-
-    Its JSON text is read with a depth bound, so an item nested too deeply is invalid like any other."""
-    if isinstance(raw, str):
-        try:
-            raw = loads_json(raw)
-        except JSONTooDeepError as exc:
-            raise ValueError(f"this item is {exc}: send it as an object with upsert_log_score's fields") from None
-        except ValueError:
-            raise ValueError("this item is text that is not JSON: send an object with upsert_log_score's fields") from None
-    return LogScoreWrite.model_validate(raw)
 
 
 async def write_batch(
@@ -342,126 +303,4 @@ class _Batch:
                 index, "deferred", f"not written yet ({why}); sending it again is safe, writes are idempotent upserts"
             )
         retry_after = max(0.0, self.pause_until - self.clock.now())
-        return _summary([r for r in self.results if r is not None], retry_after, shutting_down=self.stopping)
-
-
-def _summary(results: list[ItemResult], retry_after: float, *, shutting_down: bool = False) -> BatchResult:
-    def count(status: BatchStatus) -> int:
-        return sum(r.status == status for r in results)
-
-    summary = BatchResult(
-        results=results,
-        written=count("written"),
-        invalid=count("invalid"),
-        failed=count("failed"),
-        deferred=count("deferred"),
-        superseded=count("superseded") or None,
-        retry_after_seconds=None,
-        next_step=None,
-    )
-    if summary.deferred:
-        wait = math.ceil(retry_after)
-        deferred = [r.index for r in results if r.status == "deferred"]
-        summary.retry_after_seconds = float(wait)
-        items = f"the {len(deferred)} deferred items (indexes {_ranges(deferred)})"
-        if shutting_down:
-            summary.next_step = (
-                f"the server is shutting down: call upsert_log_scores again with {items} once it is back; "
-                "resending is safe, writes are idempotent upserts"
-            )
-        else:
-            when = f"after {wait} s" if wait else "now"
-            summary.next_step = (
-                f"call upsert_log_scores again with the {len(deferred)} deferred items {when} "
-                f"(indexes {_ranges(deferred)}); resending is safe, writes are idempotent upserts"
-            )
-    return summary
-
-
-def _ranges(indexes: list[int]) -> str:
-    """[0, 1, 2, 5] -> "0-2, 5": short enough for 500 items."""
-    parts: list[str] = []
-    start = previous = indexes[0]
-    for index in [*indexes[1:], None]:
-        if index is not None and index == previous + 1:
-            previous = index
-            continue
-        parts.append(f"{start}-{previous}" if previous > start else str(start))
-        if index is not None:
-            start = previous = index
-    return ", ".join(parts)
-
-
-async def check_batch(
-    raw_items: Sequence[Any],
-    *,
-    plan: Callable[[LogScoreWrite], Awaitable[DryRun]],
-    deadline: float,
-    max_in_flight: int,
-) -> BatchResult:
-    """The dry run of a batch: every item checked as `write_batch` would (concurrently, by the deadline),
-    and `plan` says what it would send; nothing is written.
-
-    A refused key fails the call once (every item would fail the same way).
-    """
-    results: list[ItemResult | None] = [None] * len(raw_items)
-    names: dict[int, set[Target]] = {}
-    refused: list[RespanError] = []
-    limiter = anyio.CapacityLimiter(max(1, max_in_flight))
-
-    async def check(index: int, raw: Any) -> None:
-        try:
-            item = parse_item(raw)
-            names[index] = targets(item)
-            async with limiter:
-                planned = await plan(item)
-        except ValidationError as exc:
-            results[index] = ItemResult(index=index, status="invalid", error=describe_invalid(exc, LogScoreWrite))
-        except RespanError as exc:
-            if refuses_key(exc):
-                refused.append(exc)
-            else:
-                results[index] = ItemResult(index=index, status="invalid", error=str(exc))
-        except ValueError as exc:
-            results[index] = ItemResult(index=index, status="invalid", error=str(exc))
-        else:
-            results[index] = ItemResult(index=index, status="valid", dry_run=planned)
-
-    with anyio.move_on_after(max(0.0, min(deadline, BATCH_DEADLINE_MAX) - MARGIN)):
-        async with anyio.create_task_group() as group:
-            for index, raw in enumerate(raw_items):
-                group.start_soon(check, index, raw)
-    if refused:
-        raise refused[0]
-    claims: dict[Target, int] = {}
-    replaced_by: dict[int, int] = {}
-    for index, result in enumerate(results):  # as write_batch decides: the later valid item is the one sent
-        if result is not None and result.status == "valid":
-            for earlier in claim(claims, replaced_by, index, names[index]):
-                results[earlier] = ItemResult(index=earlier, status="superseded", error=SUPERSEDED.format(index))
-    items = [
-        result or ItemResult(index=index, status="deferred", error="not checked by the deadline; send it again")
-        for index, result in enumerate(results)
-    ]
-    counts = {
-        status: sum(item.status == status for item in items) for status in ("valid", "invalid", "deferred", "superseded")
-    }
-    steps = ["dry run: nothing was written"]
-    if counts["valid"]:
-        steps.append(f"call upsert_log_scores without dry_run to write the {counts['valid']} valid items")
-    if counts["invalid"]:
-        steps.append(f"fix the {counts['invalid']} invalid items as their errors say")
-    if counts["superseded"]:
-        steps.append(f"{counts['superseded']} items would not be sent: a later item writes the same score")
-    if counts["deferred"]:
-        steps.append(f"{counts['deferred']} items were not checked by the deadline: send them again with dry_run")
-    return BatchResult(
-        results=items,
-        written=0,
-        failed=0,
-        invalid=counts["invalid"],
-        deferred=counts["deferred"],
-        superseded=counts["superseded"] or None,
-        valid=counts["valid"],
-        next_step="; ".join(steps),
-    )
+        return summary([r for r in self.results if r is not None], retry_after, shutting_down=self.stopping)

@@ -4,12 +4,15 @@ A call's line names the tool, its outcome, Respan's last HTTP status, the durati
 request id (a proxy's `X-Request-ID` when it sent one, so the two logs join). It never
 holds the key, the arguments or the answer, so no score value reaches a log pipeline.
 In text mode none of this runs: the tool-call path stays as cheap as without logging.
+Either way a log line is one line: JSON escapes what it quotes, and `TextFormatter` does the same
+for text, so no text an API or a caller chose can forge a line of its own.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 import uuid
@@ -110,6 +113,38 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+# What would start a line of its own or move the cursor: C0 and C1 controls, DEL, and the Unicode line and
+# paragraph separators, which some viewers break lines at.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escaped(text: str) -> str:
+    """`text` on one line: each control character written as its escape (a line break as \\n)."""
+    return _CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class TextFormatter(logging.Formatter):
+    """Text-format lines where nothing quoted (an API's words, an argument) can start a line of its own:
+    a message that holds `\nCRITICAL ...` stays on its line, escaped. A traceback keeps its lines, each
+    indented and escaped, so none of them can pass for a log line either."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return _escaped(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _indented(super().formatStack(stack_info))
+
+
+def _indented(text: str) -> str:
+    return "\n".join("    " + _escaped(line) for line in text.split("\n"))
+
+
 def configure(log_format: str, level: str) -> None:
     """Logs go to stderr (stdout is the stdio channel) at `level`.
 
@@ -120,7 +155,7 @@ def configure(log_format: str, level: str) -> None:
         handler.setFormatter(JsonFormatter())
         calls_logger.setLevel(logging.INFO)
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)

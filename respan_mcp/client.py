@@ -6,14 +6,17 @@ is the one path every request takes: one pooled HTTP client, the key of the `Cal
 again as a `RetryPolicy` allows. Every failure is raised as a `RespanError` whose message is
 a sentence an agent can act on. Each request is bounded in time (connect to last byte) and
 in size (the decoded answer), and nothing here ever puts the API key in a message, a log
-line or a repr.
+line or a repr; an answer is made fit to show by `results.readable_answer`.
+
+All of it but the read routes, the evaluator lookup and `package_version` runs on every write,
+so it stays one module: a module split off would be one more on every write's path
+(tests/test_layers.py counts them).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,7 +31,8 @@ import httpx2
 from respan_mcp.answers import MIB, answer_too_large, error_from_exception, error_from_response, not_json, request_id
 from respan_mcp.config import Config
 from respan_mcp.errors import InvalidRequestError, NotFoundError, RespanError, UnexpectedAnswerError
-from respan_mcp.net import ASCII_LOWER, pieces_of, redact
+from respan_mcp.net import pieces_of, redact
+from respan_mcp.results import readable_answer
 from respan_mcp.retry import Clock, EventLoopClock, Retrying, RetryPolicy
 from respan_mcp.values import prune_json
 
@@ -292,7 +296,7 @@ class RespanClient:
         if not content:
             return None
         try:
-            return readable_answer(json.loads(prune_json(answer.text)), caller)
+            return readable_answer(json.loads(prune_json(answer.text)), caller.pieces, caller.secrets)
         except ValueError:
             raise not_json(answer, caller.secrets, request.method) from None
 
@@ -374,44 +378,6 @@ def _plain_headers(headers: httpx2.Headers) -> list[tuple[bytes, bytes]]:
     As the raw bytes that came: a header whose value is not ASCII must not fail an answer that is read."""
     dropped = (b"content-encoding", b"content-length", b"transfer-encoding")
     return [(name, value) for name, value in headers.raw if name.lower() not in dropped]
-
-
-def readable_answer(data: Any, caller: Caller) -> Any:
-    """Parsed JSON as it may be shown (its depth already bounded by `prune_json`): non-finite numbers
-    (NaN, Infinity, 1e999) as None, so no output schema is failed by a number JSON cannot carry, and
-    every piece of a key cut out of its text, so an answer that echoes the key shows none of it.
-
-    One redaction check over all its strings at once keeps the common answer cheap."""
-    strings: list[str] = []
-    data = _finite(data, strings)
-    if caller.pieces and strings:
-        haystack = "\0".join(strings).translate(ASCII_LOWER)
-        if any(piece in haystack for piece in caller.pieces):
-            data = _redacted_strings(data, caller.secrets)
-    return data
-
-
-def _finite(value: Any, strings: list[str]) -> Any:
-    if isinstance(value, str):
-        strings.append(value)
-    elif isinstance(value, float):
-        return value if math.isfinite(value) else None
-    elif isinstance(value, dict):
-        strings.extend(value)
-        return {name: _finite(item, strings) for name, item in value.items()}
-    elif isinstance(value, list):
-        return [_finite(item, strings) for item in value]
-    return value
-
-
-def _redacted_strings(value: Any, secrets: tuple[str, ...]) -> Any:
-    if isinstance(value, str):
-        return redact(value, secrets)
-    if isinstance(value, dict):
-        return {redact(name, secrets): _redacted_strings(item, secrets) for name, item in value.items()}
-    if isinstance(value, list):
-        return [_redacted_strings(item, secrets) for item in value]
-    return value
 
 
 def _redacted(error: RespanError, secrets: tuple[str, ...]) -> RespanError:

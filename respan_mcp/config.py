@@ -1,8 +1,9 @@
 """Settings from flags, the environment and the `respan login` credentials file, checked once at start.
 
 `load_config` is the one entry: it reads every row of the settings table (respan_mcp/settings.py,
-where each default and bound is written) from its flag or variable, checks it, and a bad one
-raises `ConfigError` with a message that names the variable or flag, the value given and what is
+where each default and bound is written) from its flag or variable, checks it by its kind
+(`setting_kinds.py`) and the rules that tie settings together (here), and a bad one raises
+`ConfigError` with a message that names the variable or flag, the value given and what is
 allowed, so the process can stop before it serves anything. Messages never show the API key or a
 secret (nor any value holding a piece of one, by net.py's rule) nor the credentials inside a URL.
 Secrets sit in fields left out of `repr`, so a config can be logged or shown in a traceback
@@ -13,36 +14,16 @@ A leaf module, and a light one: `--help` and a refused setting must not pay for 
 
 from __future__ import annotations
 
-import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from respan_mcp.credentials import CREDENTIALS_FILE, Saved, saved_credentials
-from respan_mcp.net import (
-    LOOPBACK_TEXT,
-    crosses_in_clear,
-    header_safe,
-    is_loopback,
-    is_placeholder,
-    shares_a_piece,
-    without_credentials,
-)
-from respan_mcp.settings import (
-    BY_FIELD,
-    DEFAULT_BASE_URL,
-    FALSE_WORDS,
-    SETTINGS,
-    TRUE_WORDS,
-    Setting,
-    default,
-    environment_variables,
-    setting,
-)
+from respan_mcp.net import crosses_in_clear, header_safe, is_loopback, is_placeholder, without_credentials
+from respan_mcp.setting_kinds import ConfigError, KindReader
+from respan_mcp.settings import BY_FIELD, DEFAULT_BASE_URL, SETTINGS, Setting, default, environment_variables, setting
 
 __all__ = [
     "BATCH_DEADLINE_MAX", "BATCH_DEADLINE_MIN", "CREDENTIALS_FILE", "DEFAULT_BASE_URL", "ENVIRONMENT_VARIABLES",
@@ -66,10 +47,6 @@ _PLACEHOLDER_HELP = (
     "variable the placeholder names where the host starts (for Claude Code's ${RESPAN_API_KEY}, export "
     "RESPAN_API_KEY in the shell that starts claude)"
 )
-
-
-class ConfigError(Exception):
-    """A setting is wrong: the message names it, the value given (never a secret) and what is allowed."""
 
 
 @dataclass(frozen=True)
@@ -174,9 +151,9 @@ def normalise_base_url(url: str) -> str:
     return url or DEFAULT_BASE_URL
 
 
-class _Loader:
+class _Loader(KindReader):
     """Reads each row of the table from its flag or variables and checks it by the row's kind and
-    bounds; knows the secrets so as never to echo one."""
+    bounds (`KindReader`); knows the secrets so as never to echo one."""
 
     def __init__(self, env: Mapping[str, str], flags: Mapping[str, Any]) -> None:
         unknown = set(flags) - set(FLAGS)
@@ -185,7 +162,7 @@ class _Loader:
         self.env, self.flags = env, {k: v for k, v in flags.items() if v is not None}
         self.saved = saved_credentials(env)
         given = [self.env.get(row.name) for row in SETTINGS if row.kind == "secret"] + [self.saved.key]
-        self.secrets = [secret.strip() for secret in given if secret and secret.strip()]
+        super().__init__([secret.strip() for secret in given if secret and secret.strip()])
 
     def config(self) -> Config:
         special = {"api_key", "base_url", "oauth_issuer", *_OAUTH_EXTRAS}
@@ -212,32 +189,7 @@ class _Loader:
     def read(self, row: Setting) -> Any:
         """The row's value by its kind, or its default when it is not given."""
         raw, name = self.pick(row)
-        if raw is None:
-            return row.default
-        if row.kind in ("seconds", "whole"):
-            return self.number(raw, name, row)
-        if row.kind == "choice":
-            return self.choice(raw, name, row)
-        if row.kind == "switch":
-            return self.boolean(raw, name)
-        if row.kind in ("url", "secure-url"):
-            return self.url(raw, name, secure=row.kind == "secure-url")
-        if row.kind == "scopes":
-            return self.scopes(raw, name)
-        text = str(raw).strip()
-        if row.kind == "host" and (not text or not _plain(text)):
-            raise ConfigError(f"{name} {self.show(raw)} is not {row.allowed_text()}")
-        if row.kind == "text" and row.field == "oauth_audience" and not _plain(text):
-            raise ConfigError(f"{name} {self.show(raw)} holds whitespace or a control character")
-        return text
-
-    def show(self, value: Any) -> str:
-        """The value for a message: credentials in a URL masked, nothing that holds a piece of a secret."""
-        text = str(value)
-        if shares_a_piece(text, self.secrets):
-            return "(a value not shown: it holds part of a secret)"
-        text = without_credentials(text)
-        return repr(text if len(text) <= 120 else text[:117] + "...")
+        return row.default if raw is None else self.by_kind(row, raw, name)
 
     def uses_file(self) -> bool:
         """The file fills in only what the environment leaves unset: the key, or the base URL."""
@@ -275,77 +227,6 @@ class _Loader:
             )
         return url
 
-    def url(self, raw: Any, name: str, *, secure: bool) -> str:
-        """An http(s) URL with a host and nothing else: no user:password@, no ?query, no #fragment.
-
-        `secure` refuses http except to a loopback host (what receives tokens or secrets).
-        """
-        text = str(raw).strip()
-        if "@" in text:
-            raise ConfigError(f"{name} {self.show(text)} carries credentials (user:password@): remove them")
-        if not _plain(text):
-            raise ConfigError(f"{name} {self.show(text)} holds whitespace or a control character: give a plain URL")
-        try:
-            parts = urlsplit(text)
-            parts.port  # noqa: B018 - raises on a port that is not 0..65535
-        except ValueError:
-            parts = None
-        if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise ConfigError(
-                f"{name} {self.show(text)} is not an http(s) URL with a host, such as https://example.com"
-            )
-        if "?" in text or "#" in text:
-            raise ConfigError(f"{name} {self.show(text)} has a ?query or #fragment: give the URL without them")
-        if secure and crosses_in_clear(text):
-            raise ConfigError(
-                f"{name} {self.show(text)} must be an https URL (http is allowed only to a loopback host: "
-                f"{LOOPBACK_TEXT})"
-            )
-        return text
-
-    def number(self, raw: Any, name: str, row: Setting) -> float | int:
-        low, high = row.low if row.low is not None else -math.inf, row.high if row.high is not None else math.inf
-        if row.kind == "whole":
-            try:
-                whole = raw if isinstance(raw, int) and not isinstance(raw, bool) else int(str(raw).strip())
-            except ValueError:
-                raise ConfigError(f"{name} {self.show(raw)} is not a whole number: give {row.allowed_text()}") from None
-            if not low <= whole <= high:
-                raise ConfigError(f"{name} {self.show(raw)} is out of range: give {row.allowed_text()}")
-            return whole
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            value = math.nan
-        if not math.isfinite(value) or not low <= value <= high or (row.low_open and value == low):
-            raise ConfigError(f"{name} {self.show(raw)} is not allowed: give a finite number of {row.allowed_text()}")
-        return value
-
-    def choice(self, raw: Any, name: str, row: Setting) -> str:
-        spelt = {choice.lower(): choice for choice in row.choices}
-        value = spelt.get(str(raw).strip().lower())
-        if value is None:
-            raise ConfigError(f"{name} {self.show(raw)} is not one of {', '.join(row.choices)}")
-        return value
-
-    def boolean(self, raw: Any, name: str) -> bool:
-        if isinstance(raw, bool):
-            return raw
-        word = str(raw).strip().lower()
-        if word not in TRUE_WORDS + FALSE_WORDS:
-            raise ConfigError(f"{name} {self.show(raw)} is not a yes or no: give 1, true, yes, on or 0, false, no, off")
-        return word in TRUE_WORDS
-
-    def scopes(self, raw: str, name: str) -> tuple[str, ...]:
-        scopes = tuple(dict.fromkeys(s for s in re.split(r"[\s,]+", raw) if s))
-        bad = [s for s in scopes if not re.fullmatch(r"[\x21\x23-\x5b\x5d-\x7e]+", s)]  # RFC 6749's scope-token
-        if not scopes or bad:
-            raise ConfigError(
-                f"{name} {self.show(raw)} is not a list of scopes: give names such as respan:scores, "
-                "separated by spaces or commas (printable ASCII, no quote or backslash)"
-            )
-        return scopes
-
     def oauth(self, config: Config) -> dict[str, Any]:
         """The team sign-in settings, which only mean something together and over HTTP."""
         issuer_row, extras = setting("oauth_issuer"), [setting(name) for name in _OAUTH_EXTRAS]
@@ -381,11 +262,6 @@ class _Loader:
             given = client if values["oauth_client_id"] is not None else secret
             raise ConfigError(f"{given.name} applies only with {introspection.name}, which is not set")
         return {"oauth_issuer": issuer, **values}
-
-
-def _plain(text: str) -> bool:
-    """No whitespace and no control character: what a URL, a host or an audience may hold."""
-    return not any(c.isspace() or not c.isprintable() for c in text)
 
 
 assert {f.name for f in fields(Config)} - {"notices"} == set(BY_FIELD), "every Config field has a row in SETTINGS"

@@ -6,7 +6,9 @@ with a message that names the evaluator and says what to send. An agent grading 
 work also needs what the evaluator means (description, rubric, definition) and where
 Respan draws pass/fail (the passing condition), so it scores against the evaluator and
 not against its own reading of a slug. The value-type table and the core value rules
-stay in `values.py`; this adds only what the evaluator says.
+stay in `values.py`; this adds only what the evaluator says. Its fields are read by type and
+bounded by `evaluator_fields.py`, so whatever Respan sends, an evaluator parses and every
+text built from it stays short.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, get_args
+from typing import Any, Literal, get_args
 
+from respan_mcp import evaluator_fields as fields
 from respan_mcp.errors import ScoreValueError
+from respan_mcp.evaluator_fields import Choice, condition_value, dict_of, first_number, is_number
 from respan_mcp.values import PERCENTAGE_RANGE, VALUE_FIELD_FOR_TYPE, check_type_rules
 
 Operator = Literal["gte", "gt", "lte", "lt", "eq"]
@@ -30,13 +34,10 @@ _COMPARE: dict[Operator, Callable[[float, float], bool]] = {
     "lt": operator.lt,
     "eq": operator.eq,
 }
-
-
-class Choice(NamedTuple):
-    """One choice of a select evaluator: `value` goes in categorical_value, `name` is what people see."""
-
-    name: str
-    value: str
+# A refusal names at most this many choices (get_evaluator lists them all), and of the values refused
+# at most REFUSED_SHOWN, each cut: a message stays a sentence whatever the evaluator or the call holds.
+CHOICES_NAMED = 20
+REFUSED_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class PassingCondition:
         raw = passing_conditions.get("primary_score") if isinstance(passing_conditions, dict) else None
         if not isinstance(raw, dict) or raw.get("operator") not in OPERATORS:
             return None
-        value = _condition_value(raw.get("value"))
+        value = condition_value(raw.get("value"))
         return None if value is None else cls(operator=raw["operator"], value=value)
 
     def holds(self, primary: float | bool) -> bool:
@@ -80,33 +81,47 @@ class Evaluator:
     min_score: float | None
     max_score: float | None
     named_choices: tuple[Choice, ...] | None = None
+    whole_slug: str | None = None  # the slug as a write can send it; None when `slug` had to be cut or made one line
+    choices_left_out: int = 0  # choices Respan listed that are not in named_choices (evaluator_fields.choices)
     description: str | None = None
     rubric: str | None = None  # llm_config.scoring_rubric: what each value means
     definition: str | None = None  # llm_config.evaluator_definition: the grader's prompt, what it looks at
     passing_condition: PassingCondition | None = None
 
     @classmethod
-    def from_api(cls, data: dict[str, Any]) -> Evaluator:
-        config = _dict(data.get("score_config"))
-        legacy = _dict(data.get("configurations"))  # older evaluators keep range, rubric and prompt here
-        llm = _dict(data.get("llm_config"))
-        choices = config.get("choices") or data.get("categorical_choices") or legacy.get("choices")
-        score_value_type = data.get("score_value_type")
+    def from_api(cls, data: Any) -> Evaluator:
+        """Never raises: a field of the wrong type is absent, a number id or choice is read as its text,
+        and every text is bounded (evaluator_fields). An evaluator without a usable id or slug
+        parses too; whether it can be used is the caller's question (`usable`)."""
+        data = dict_of(data)
+        config = dict_of(data.get("score_config"))
+        legacy = dict_of(data.get("configurations"))  # older evaluators keep range, rubric and prompt here
+        llm = dict_of(data.get("llm_config"))
+        named, left_out = fields.choices(config.get("choices") or data.get("categorical_choices") or legacy.get("choices"))
+        score_value_type = fields.line(data.get("score_value_type"))
+        raw_slug = next((s for s in (data.get("evaluator_slug"), data.get("slug")) if isinstance(s, str) and s.strip()), None)
         # A percentage is 0 to 100 even when the evaluator does not say so.
         low, high = PERCENTAGE_RANGE if score_value_type == "percentage" else (None, None)
         return cls(
-            id=str(data.get("id") or ""),
-            slug=data.get("evaluator_slug") or data.get("slug"),
-            name=data.get("name"),
-            score_value_type=score_value_type if isinstance(score_value_type, str) else None,
-            min_score=_number(config.get("min_score"), legacy.get("min_score"), low),
-            max_score=_number(config.get("max_score"), legacy.get("max_score"), high),
-            named_choices=_choices(choices),
-            description=_text(data.get("description")),
-            rubric=_text(llm.get("scoring_rubric")) or _text(legacy.get("scoring_rubric")),
-            definition=_text(llm.get("evaluator_definition")) or _text(legacy.get("evaluator_definition")),
+            id=fields.handle(data.get("id")),
+            slug=fields.line(raw_slug),
+            whole_slug=fields.handle(raw_slug) or None,
+            name=fields.line(data.get("name")),
+            score_value_type=score_value_type,
+            min_score=first_number(config.get("min_score"), legacy.get("min_score"), low),
+            max_score=first_number(config.get("max_score"), legacy.get("max_score"), high),
+            named_choices=named,
+            choices_left_out=left_out,
+            description=fields.text(data.get("description")),
+            rubric=fields.text(llm.get("scoring_rubric")) or fields.text(legacy.get("scoring_rubric")),
+            definition=fields.text(llm.get("evaluator_definition")) or fields.text(legacy.get("evaluator_definition")),
             passing_condition=PassingCondition.from_api(data.get("passing_conditions")),
         )
+
+    @property
+    def usable(self) -> bool:
+        """Whether a write can name it: by its id, or by its slug."""
+        return bool(self.id or self.whole_slug)
 
     @property
     def label(self) -> str:
@@ -142,7 +157,7 @@ class Evaluator:
         """Whether a score with this value would pass; None when there is no condition or it does not apply."""
         if self.passing_condition is None:
             return None
-        if self.value_field == "numerical_value" and _is_number(value) and math.isfinite(value):
+        if self.value_field == "numerical_value" and is_number(value) and math.isfinite(value):
             return self.passing_condition.holds(value)
         if self.value_field == "boolean_value" and isinstance(value, bool):
             return self.passing_condition.holds(value)
@@ -154,7 +169,7 @@ class Evaluator:
         if self.value_field == "numerical_value" and self._range():
             detail = f" ({self._range(' to ')})"
         elif self.choices:
-            detail = " (choices: " + ", ".join(repr(c) for c in self.choices) + ")"
+            detail = f" (choices: {self._choices_named()})"
         return f"evaluator '{self.label}' is {self.score_value_type}{detail}"
 
     def what_to_send(self) -> str:
@@ -163,8 +178,15 @@ class Evaluator:
             return f"send numerical_value {self._range(' and ', 'between ')}"
         if field == "categorical_value" and self.choices:
             count = "exactly one" if self.score_value_type == "single_select" else "one or more"
-            return f"send categorical_value with {count} of " + ", ".join(repr(c) for c in self.choices)
+            return f"send categorical_value with {count} of {self._choices_named()}"
         return f"send {field}"
+
+    def _choices_named(self) -> str:
+        """"'a', 'b'", with "and N more" past CHOICES_NAMED (or choices left out when read)."""
+        choices = self.choices or ()
+        more = len(choices) - CHOICES_NAMED + self.choices_left_out if len(choices) > CHOICES_NAMED else self.choices_left_out
+        named = ", ".join(repr(choice) for choice in choices[:CHOICES_NAMED])
+        return named + (f" and {more} more (get_evaluator lists them)" if more else "")
 
     def _range(self, joiner: str = " to ", both: str = "") -> str:
         """"1 to 5" (or "between 1 and 5"), "at least 1", "at most 5", or "" when unbounded."""
@@ -196,65 +218,15 @@ class Evaluator:
             low, high = self.min_score, self.max_score
             if (low is not None and value < low) or (high is not None and value > high):
                 raise ScoreValueError(f"{self._refusal()} (got {value:g})")
-        if field == "categorical_value" and self.choices:
+        # Choices left out when read may hold the value: then Respan, which has them all, decides.
+        if field == "categorical_value" and self.choices and not self.choices_left_out:
             unknown = [v for v in value if v not in self.choices]
             if unknown:
-                raise ScoreValueError(f"{self._refusal()} (got {', '.join(repr(v) for v in unknown)})")
+                got = ", ".join(repr(fields.cut(v, fields.CHOICE_TEXT)) for v in unknown[:REFUSED_SHOWN])
+                got += f" and {len(unknown) - REFUSED_SHOWN} more" if len(unknown) > REFUSED_SHOWN else ""
+                raise ScoreValueError(f"{self._refusal()} (got {got})")
 
     def _refusal(self) -> str:
         """E.g. "evaluator 'helpfulness' is numerical (1 to 5): send numerical_value between 1 and 5"."""
         return f"{self.describe()}: {self.what_to_send()}"
 
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _number(*candidates: Any) -> float | None:
-    for value in candidates:
-        if _is_number(value):
-            return float(value)
-    return None
-
-
-def _text(value: Any) -> str | None:
-    """Free text as given, or None when absent, blank or not text."""
-    return (value.strip() or None) if isinstance(value, str) else None
-
-
-def _condition_value(raw: Any) -> float | bool | None:
-    """A condition's threshold: a number or a boolean; numeric text ("3") and a one-item list ([3]) as well,
-    since Respan's filter format often wraps values in a list and hand-made conditions quote numbers."""
-    if isinstance(raw, list) and len(raw) == 1:
-        raw = raw[0]
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str):
-        word = raw.strip().lower()
-        if word in ("true", "false"):
-            return word == "true"
-        try:
-            raw = float(word)
-        except ValueError:
-            return None
-    return float(raw) if _is_number(raw) and math.isfinite(raw) else None
-
-
-def _choices(raw: Any) -> tuple[Choice, ...] | None:
-    """Choices as (name, value): the value is what categorical_value must hold (the name when a choice has
-    no value, the string itself for a bare string); the name falls back to the value."""
-    if not isinstance(raw, list) or not raw:
-        return None
-    found: list[Choice] = []
-    for choice in raw:
-        if isinstance(choice, dict):
-            value, name = choice.get("value", choice.get("name")), choice.get("name")
-            if value is not None:
-                found.append(Choice(name=str(value if name is None else name), value=str(value)))
-        elif choice is not None:
-            found.append(Choice(name=str(choice), value=str(choice)))
-    return tuple(found) or None

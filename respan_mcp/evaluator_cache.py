@@ -93,8 +93,8 @@ class EvaluatorCache:
         for evaluator in evaluators:
             if evaluator.id:
                 self._store((key_id, "id", evaluator.id), evaluator)
-            if evaluator.slug:
-                self._store((key_id, "slug", evaluator.slug), evaluator)
+            if evaluator.whole_slug:
+                self._store((key_id, "slug", evaluator.whole_slug), evaluator)
 
     async def _lead(self, key: tuple[str, str, str], kind: str, value: str, caller: Caller) -> Evaluator | None:
         """Look the evaluator up for every caller waiting on `key`; whatever happens, they are released."""

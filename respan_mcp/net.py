@@ -19,6 +19,7 @@ import json
 import re
 import string
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
 SECRET_PIECE = 8  # no run of this many characters of a key is ever shown
@@ -128,6 +129,17 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
         elif index == 0 or not hidden[index - 1]:
             out.append(REDACTED)
     return "".join(out)
+
+
+def redact_json(value: Any, secrets: Iterable[str | None]) -> Any:
+    """Parsed JSON with `redact` applied to every string in it, names of fields included."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {redact(name, secrets): redact_json(item, secrets) for name, item in value.items()}
+    if isinstance(value, list):
+        return [redact_json(item, secrets) for item in value]
+    return value
 
 
 def shares_a_piece(text: str, secrets: Iterable[str | None]) -> bool:

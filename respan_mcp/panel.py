@@ -1,9 +1,10 @@
-"""The log-scores panel: an MCP App (extension `io.modelcontextprotocol/ui`) that draws scores.
+"""The log-scores panel: an MCP App (extension `io.modelcontextprotocol/ui`) that draws logs and scores.
 
 A host that renders MCP Apps shows `ui/log_scores.html` in a sandboxed iframe for a tool whose
 `_meta.ui.resourceUri` is `PANEL_URI`, and posts it the tool's result; the panel draws a
-`ScorePage` (list_log_scores), a single `Score` (get_score, the writes) or a `BatchResult`
-(upsert_log_scores) from its structuredContent. Hosts without MCP Apps get the same result as
+`ScorePage` (list_log_scores), a single `Score` (get_score, the writes), a `BatchResult`
+(upsert_log_scores) or a `LogDetail` (get_log: its content as text, with the scores on it)
+from its structuredContent. Hosts without MCP Apps get the same result as
 text and structuredContent, so the panel is an addition, never the only way to read a result.
 
 The HTML is a file rather than a Python string so that it can be opened, linted and diffed as
@@ -35,13 +36,18 @@ def panel_html() -> str:
     return files("respan_mcp").joinpath("ui", "log_scores.html").read_text(encoding="utf-8")
 
 
-# The tools whose results the panel draws: a page of scores, one score, a batch's report.
-PANEL_TOOLS = frozenset({"list_log_scores", "get_score", "upsert_log_score", "update_score", "upsert_log_scores"})
+# The tools whose results the panel draws: a page of scores, one score, a batch's report, a log.
+PANEL_TOOLS = frozenset(
+    {"list_log_scores", "get_score", "upsert_log_score", "update_score", "upsert_log_scores", "get_log"}
+)
 PANEL_RESOURCE = types.Resource(
     uri=PANEL_URI,
     name="log-scores",
     title="Respan scores",
-    description="A panel that draws a log's scores: values within the evaluator's range, pass/fail, choices.",
+    description=(
+        "A panel that draws a log and its scores: the log's input and output as text, with where they "
+        "were cut; scores within the evaluator's range, pass/fail, choices."
+    ),
     mime_type=PANEL_MIME,
 )
 

@@ -12,7 +12,8 @@ from respan_mcp import client as routes
 from respan_mcp.arguments import DEFAULT_PAGE_SIZE, GetEvaluator, GetScore, ListEvaluators, ListLogScores
 from respan_mcp.errors import NotFoundError
 from respan_mcp.evaluator import Evaluator
-from respan_mcp.results import EvaluatorDetail, EvaluatorPage, EvaluatorSummary, Score, ScorePage
+from respan_mcp.evaluator_results import EvaluatorDetail, EvaluatorPage, EvaluatorSummary
+from respan_mcp.results import Score, ScorePage
 from respan_mcp.tools import READ, Call, Tool
 
 
@@ -20,13 +21,18 @@ async def list_evaluators(call: Call, query: ListEvaluators) -> EvaluatorPage:
     page = query.page or 1
     request = routes.search_evaluators(query.search, page, query.page_size or DEFAULT_PAGE_SIZE)
     data = await call.client.send(call.caller, request)
-    found = [Evaluator.from_api(item) for item in routes.results(data)]
+    # One odd evaluator must not spoil the page: each is read by type (Evaluator.from_api never raises), and
+    # one a write could not name (no id or whole slug, or not an object at all) is left out and counted.
+    listed = data.get("results") if isinstance(data, dict) else data
+    found = [evaluator for item in routes.results(data) if (evaluator := Evaluator.from_api(item)).usable]
+    skipped = (len(listed) if isinstance(listed, list) else 0) - len(found)
     call.evaluators.remember(found, call.caller)
     count = data.get("count") if isinstance(data, dict) else None
     return EvaluatorPage(
         count=count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else len(found),
         evaluators=[EvaluatorSummary.of(evaluator) for evaluator in found],
         next_page=page + 1 if isinstance(data, dict) and data.get("next") else None,
+        skipped=skipped or None,
     )
 
 

@@ -1,4 +1,5 @@
-"""Result models: what every tool returns, published as its output schema.
+"""Result models: what every tool returns, published as its output schema (the evaluators' views
+are `evaluator_results.py`'s), and the API's answer as a result may show it (`readable_answer`).
 
 Parsed leniently where the API is the source (it adds fields over time), and
 serialised without nulls (published output schemas are flat, so a missing value
@@ -7,32 +8,69 @@ must be absent, never null).
 
 from __future__ import annotations
 
-import re
+import math
+import unicodedata
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer
 from pydantic_core import core_schema
 
+from respan_mcp import evaluator_fields
 from respan_mcp.errors import NotAScoreError
-from respan_mcp.evaluator import OPERATORS, Evaluator, Operator
-
-# A description in a list is cut here (get_evaluator gives it whole): pages of 100 stay readable.
-LISTED_DESCRIPTION_LIMIT = 300
-
-
-def one_line(text: str, limit: int) -> str:
-    """One line, at most `limit` characters; a cut is marked so nobody takes it for the whole."""
-    flat = re.sub(r"\s+", " ", text).strip()
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+from respan_mcp.evaluator import Evaluator
+from respan_mcp.evaluator_fields import SHORT_TEXT
+from respan_mcp.net import ASCII_LOWER, redact_json
 
 
-def _number_or_boolean(schema: dict[str, Any]) -> None:
-    """`json_schema_extra` for a threshold that is a number or true/false: published without a type,
-    since a flat schema has no type lists and no anyOf."""
-    description = schema.get("description")
-    schema.clear()
-    if description:
-        schema["description"] = description
+def one_line(text: str, limit: int, cut: str = "…") -> str:
+    """`text` on one line of at most `limit` characters, safe to set inside other text.
+
+    Line breaks and other control or invisible characters are shown as escapes (a newline as a
+    literal \\n), so nothing Respan stores can start a line of its own or hide in what we show; other
+    spaces read as a space. A cut ends with `cut`, so nobody takes it for the whole. Escaping looks at
+    no more than `limit` characters, whatever the length of `text`.
+    """
+    flat = text.strip()
+    if len(flat) <= limit and flat.isprintable():
+        return flat
+    shown = "".join(char if char.isprintable() else _escaped(char) for char in flat[:limit])
+    if len(flat) <= limit and len(shown) <= limit:
+        return shown
+    return shown[: limit - len(cut)].rstrip() + cut
+
+
+def _escaped(char: str) -> str:
+    """A character str.isprintable() refuses: a space stays a space, the rest as its escape (\\n, \\x1b, \\u2028)."""
+    return " " if unicodedata.category(char) == "Zs" else char.encode("unicode_escape").decode("ascii")
+
+
+def readable_answer(data: Any, pieces: frozenset[str], secrets: tuple[str, ...]) -> Any:
+    """The API's parsed answer as a result may show it (its depth already bounded by `prune_json`):
+    non-finite numbers (NaN, Infinity, 1e999) as None, so no output schema is failed by a number JSON
+    cannot carry, and every piece of a key cut out of its text, so an answer that echoes the key shows
+    none of it. The client runs it on every answer; `pieces` are the caller's (`client.Caller`).
+
+    One redaction check over all its strings at once keeps the common answer cheap."""
+    strings: list[str] = []
+    data = _finite(data, strings)
+    if pieces and strings:
+        haystack = "\0".join(strings).translate(ASCII_LOWER)
+        if any(piece in haystack for piece in pieces):
+            data = redact_json(data, secrets)
+    return data
+
+
+def _finite(value: Any, strings: list[str]) -> Any:
+    if isinstance(value, str):
+        strings.append(value)
+    elif isinstance(value, float):
+        return value if math.isfinite(value) else None
+    elif isinstance(value, dict):
+        strings.extend(value)
+        return {name: _finite(item, strings) for name, item in value.items()}
+    elif isinstance(value, list):
+        return [_finite(item, strings) for item in value]
+    return value
 
 
 class OutputModel(BaseModel):
@@ -54,16 +92,6 @@ class ScoreRange(OutputModel):
         return self.min is not None or self.max is not None
 
 
-class EvaluatorChoice(OutputModel):
-    """One choice of a select evaluator."""
-
-    name: str = Field(description="What people see.")
-    value: str = Field(description="What categorical_value holds for this choice.")
-
-    @classmethod
-    def listed(cls, evaluator: Evaluator) -> list[EvaluatorChoice] | None:
-        named = evaluator.named_choices
-        return [cls(name=choice.name, value=choice.value) for choice in named] if named else None
 
 
 class Score(OutputModel):
@@ -109,6 +137,24 @@ class Score(OutputModel):
         None, description="The values categorical_value may hold for this evaluator, when it has choices."
     )
 
+    @field_validator("evaluator_slug", "evaluator_name", mode="before")
+    @classmethod
+    def _evaluator_words(cls, value: Any) -> str | None:
+        """The evaluator's words, read as an evaluator's are: text, bounded, or absent (an odd evaluator's
+        name must not make a stored score unreadable). A short printable one, the usual, is taken as it is."""
+        if isinstance(value, str) and len(value) <= SHORT_TEXT and value.isprintable():
+            return value
+        return evaluator_fields.line(value)
+
+    @field_validator("evaluator", mode="before")
+    @classmethod
+    def _evaluator_summary(cls, value: Any) -> Any:
+        """The evaluator's metadata as Respan gives it, each long text in it cut as an evaluator's would be."""
+        if not isinstance(value, dict):
+            return value
+        long = [k for k, v in value.items() if isinstance(v, str) and len(v) > SHORT_TEXT]
+        return value | {k: evaluator_fields.cut(value[k], SHORT_TEXT) for k in long} if long else value
+
     def about(self, evaluator: Evaluator | None) -> Self:
         """This score with what its evaluator says about it: passing condition, range, choices (a copy)."""
         if evaluator is None:
@@ -151,99 +197,6 @@ class Score(OutputModel):
             ) from None
 
 
-class EvaluatorBasics(OutputModel):
-    """What every view of an evaluator starts with: who it is, the field a score uses, its range."""
-
-    id: str = Field(description="Evaluator ID; pass it as evaluator_id.")
-    evaluator_slug: str | None = Field(None, description="Evaluator slug; pass it as evaluator_slug.")
-    name: str | None = Field(None, description="Human-readable name.")
-    score_value_type: str | None = Field(None, description="The evaluator's type, e.g. numerical, boolean, single_select.")
-    value_field: str | None = Field(None, description="The value field a score for this evaluator must use.")
-    min_score: float | None = Field(None, description="Lowest allowed numerical_value, if bounded.")
-    max_score: float | None = Field(None, description="Highest allowed numerical_value, if bounded.")
-
-    @staticmethod
-    def basics(evaluator: Evaluator) -> dict[str, Any]:
-        return {
-            "id": evaluator.id,
-            "evaluator_slug": evaluator.slug,
-            "name": evaluator.name,
-            "score_value_type": evaluator.score_value_type,
-            "value_field": evaluator.value_field,
-            "min_score": evaluator.min_score,
-            "max_score": evaluator.max_score,
-        }
-
-
-class EvaluatorSummary(EvaluatorBasics):
-    """One evaluator, as list_evaluators returns it: enough to pick the field and a valid value."""
-
-    choices: list[str] | None = Field(None, description="Allowed categorical_value entries, if any.")
-    description: str | None = Field(
-        None,
-        description=f"What the evaluator measures (cut at {LISTED_DESCRIPTION_LIMIT} characters; get_evaluator has it "
-        "whole, with the rubric).",
-    )
-    passing_condition: str | None = Field(
-        None, description="When a score passes, e.g. 'numerical_value >= 3', if the evaluator says."
-    )
-
-    @classmethod
-    def of(cls, evaluator: Evaluator) -> EvaluatorSummary:
-        return cls(
-            **cls.basics(evaluator),
-            choices=list(evaluator.choices) if evaluator.choices else None,
-            description=one_line(evaluator.description, LISTED_DESCRIPTION_LIMIT) if evaluator.description else None,
-            passing_condition=evaluator.condition_text(),
-        )
-
-
-class EvaluatorDetail(EvaluatorBasics):
-    """One evaluator, whole, as get_evaluator returns it: what a score must be, what it means, when it passes."""
-
-    choices: list[EvaluatorChoice] | None = Field(
-        None, description="The choices, if any: categorical_value holds each one's value; name is what people see."
-    )
-    description: str | None = Field(None, description="What the evaluator measures, as its authors wrote it.")
-    rubric: str | None = Field(None, description="The scoring rubric: what each value means.")
-    definition: str | None = Field(
-        None, description="The evaluator's definition: the grader's prompt, saying what it looks at."
-    )
-    passing_condition: str | None = Field(
-        None,
-        description="When a score passes, in words, e.g. 'numerical_value >= 3' (given for numerical and boolean "
-        "evaluators).",
-    )
-    passing_operator: Operator | None = Field(
-        None, description=f"The passing condition's comparison, as Respan stores it: one of {', '.join(OPERATORS)}."
-    )
-    passing_value: float | bool | None = Field(
-        None,
-        description="The passing condition's threshold, as Respan stores it: a number, or true/false.",
-        json_schema_extra=_number_or_boolean,
-    )
-
-    @classmethod
-    def of(cls, evaluator: Evaluator) -> EvaluatorDetail:
-        condition = evaluator.passing_condition
-        return cls(
-            **cls.basics(evaluator),
-            choices=EvaluatorChoice.listed(evaluator),
-            description=evaluator.description,
-            rubric=evaluator.rubric,
-            definition=evaluator.definition,
-            passing_condition=evaluator.condition_text(),
-            passing_operator=condition.operator if condition else None,
-            passing_value=condition.value if condition else None,
-        )
-
-
-class EvaluatorPage(OutputModel):
-    """A page of evaluators."""
-
-    count: int = Field(description="How many evaluators match in all.")
-    evaluators: list[EvaluatorSummary] = Field(description="This page's evaluators.")
-    next_page: int | None = Field(None, description="The page to ask for next, if there are more.")
 
 
 class ScorePage(OutputModel):

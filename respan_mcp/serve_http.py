@@ -30,9 +30,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from respan_mcp import calllog
-from respan_mcp.auth import IdentityProviderError, IdentityProviderVerifier, Introspection, auth_settings
+from respan_mcp.auth import IdentityProviderVerifier, Introspection, auth_settings
 from respan_mcp.config import Config, is_loopback
 from respan_mcp.http_drain import CLOSE_GRACE, DrainGate, drain_on_signal
+from respan_mcp.identity_provider import IdentityProviderError
 from respan_mcp.server import ServerState, build_server
 
 logger = logging.getLogger(__name__)

@@ -2,13 +2,13 @@
 
 `call_tool` is that path: the tool's arguments parsed once by its model, the `Caller`
 resolved once by the key policy, the tool run with both (checks, then the API), every failure
-worded once (`failure`), the JSON call log, and the count of calls in flight that draining
-waits for. The prompt's handlers live in `prompts.py`, the panel's in `panel.py`.
+worded once (`failures.failure`), the JSON call log, and the count of calls in flight that
+draining waits for. The prompt's handlers live in `prompts.py`, the panel's in `panel.py`, the
+text an agent is given at initialize in `instructions.py`.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,51 +21,24 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from pydantic_core import to_json
 
 from respan_mcp import logs, panel, reads, writes
 from respan_mcp.calllog import CallLine, CallLog, StatusRecorder
 from respan_mcp.client import Caller, RespanClient, package_version
 from respan_mcp.config import Config
-from respan_mcp.errors import (
-    NOTHING_SENT,
-    InvalidKeyError,
-    InvalidRequestError,
-    KeyRefused,
-    MissingAPIKeyError,
-    RespanError,
-)
+from respan_mcp.errors import InvalidKeyError, KeyRefused, MissingAPIKeyError, RespanError
 from respan_mcp.evaluator_cache import EvaluatorCache
+from respan_mcp.failures import failure, text_error
+from respan_mcp.instructions import INSTRUCTIONS, SANDBOX_NOTE
 from respan_mcp.net import header_safe, is_placeholder
-from respan_mcp.prompts import SelfGrade
+from respan_mcp.prompts import Prompts
 from respan_mcp.results import BatchResult
-from respan_mcp.schema import describe_invalid
 from respan_mcp.tools import Call, Tool
-from respan_mcp.values import PAIRING_TABLE_TEXT, JSONTooDeepError, loads_json
-
-logger = logging.getLogger(__name__)
+from respan_mcp.values import decode_json_text
 
 TOOLS: tuple[Tool[Any], ...] = (*writes.TOOLS, *reads.TOOLS, *logs.TOOLS)
-
-INSTRUCTIONS = f"""\
-Write evaluation scores into Respan. If you do not know an evaluator's type, call list_evaluators
-first: it gives each evaluator's value field, range, choices and passing condition; get_evaluator
-gives one evaluator whole, with its description and scoring rubric (read it before you grade).
-upsert_log_score creates or updates the score a log has for one evaluator (calling it again updates
-that score); update_score changes a score by its id; upsert_log_scores writes many at once. With
-dry_run: true the writes check everything and show the request they would send and whether the value
-would pass, writing nothing. Write results carry is_passed (Respan's verdict) and passing_condition.
-get_score and list_log_scores read scores back. find_logs finds the run (by its identifiers, or
-current_trace: true for the trace this request belongs to) and get_log reads what it was asked and
-answered, with the scores already on it; the self_grade prompt walks you through grading a run.
-Send exactly one value field, the one the evaluator's score_value_type takes: {PAIRING_TABLE_TEXT}."""
-
-SANDBOX_NOTE = """
-
-This is the respan-mcp sandbox: every call is answered by a stand-in of the Respan API inside the
-server, with sample evaluators and traced runs; nothing reaches Respan, and scores written here stay
-in the sandbox's file only."""
 
 # Headers a proxy adds: their presence means loopback no longer says who the caller is.
 FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
@@ -211,7 +184,7 @@ def build_server(
     tools: dict[str, Tool[Any]] = {tool.name: tool for tool in TOOLS}
     plain = types.ListToolsResult(tools=[tool.listing for tool in TOOLS])
     shown = types.ListToolsResult(tools=[panel.with_panel(tool.listing) for tool in TOOLS])
-    prompt = SelfGrade(state.caller, lambda: state.client, lambda: state.evaluators)
+    prompt = Prompts(state.caller, lambda: state.client, lambda: state.evaluators)
 
     async def list_tools(
         ctx: ServerRequestContext[ServerState], _params: types.PaginatedRequestParams | None
@@ -249,7 +222,7 @@ def build_server(
                 caller,
                 ctx.session.report_progress,
                 state.shutting_down,
-                trace_id(ctx.meta),
+                ctx.meta,
             )
             result = await tool.run(call, parsed)
         except Exception as exc:
@@ -279,44 +252,6 @@ def build_server(
     return server
 
 
-def decode_json_text(arguments: dict[str, Any], structured: frozenset[str]) -> dict[str, Any]:
-    """Arrays and objects sent as JSON text (some clients do) read as what they hold.
-
-    Only arguments published as an array or object are touched, so a string argument
-    (json_value is JSON text by design) always reaches the model exactly as sent. Text nested
-    past MAX_JSON_DEPTH is refused (InvalidRequestError) before any parser recurses into it.
-    """
-    decoded = arguments
-    for name in structured & arguments.keys():
-        value = arguments[name]
-        if not isinstance(value, str):
-            continue
-        try:
-            parsed = loads_json(value)
-        except JSONTooDeepError as exc:
-            raise InvalidRequestError(f"{name} is {exc}: send it as an array or object a few levels deep") from None
-        except ValueError:
-            continue  # left as sent: the model says what it expected
-        if isinstance(parsed, list | dict):
-            decoded = decoded if decoded is not arguments else dict(arguments)
-            decoded[name] = parsed
-    return decoded
-
-
-def trace_id(meta: Mapping[str, Any] | None) -> str | None:
-    """The trace id of the request's W3C trace context (`_meta.traceparent`: version-traceid-spanid-flags), or None.
-
-    An all-zero id is invalid by the spec, and so is anything that is not 32 lower-case hex characters.
-    """
-    parent = meta.get("traceparent") if meta else None
-    if not isinstance(parent, str):
-        return None
-    parts = parent.strip().split("-")
-    if len(parts) < 4 or len(parts[1]) != 32 or parts[1] == "0" * 32:
-        return None
-    return parts[1] if all(char in "0123456789abcdef" for char in parts[1]) else None
-
-
 def who(caller: AccessToken) -> dict[str, str]:
     """A signed-in caller for the call log: client, subject and email, never the token."""
     fields = {"client_id": caller.client_id, "sub": getattr(caller, "subject", None), "email": getattr(caller, "email", None)}
@@ -332,21 +267,3 @@ def success(result: BaseModel) -> types.CallToolResult:
         structured_content=data,
         is_error=isinstance(result, BatchResult) and result.is_error,
     )
-
-
-def failure(tool: Tool[Any], error: Exception) -> types.CallToolResult:
-    """The one wording of every way a call can fail: what was wrong, and whether anything was sent."""
-    if isinstance(error, ValidationError):
-        return text_error(f"{describe_invalid(error, tool.arguments)}. {NOTHING_SENT}")
-    if isinstance(error, RespanError):
-        return text_error(error.for_agent())
-    # A fault of ours: the agent still gets a sentence, never the SDK's bare "Error executing tool".
-    logger.error("%s failed unexpectedly (%s)", tool.name, type(error).__name__, exc_info=logger.isEnabledFor(logging.DEBUG))
-    return text_error(
-        f"{tool.name} failed inside respan-mcp ({type(error).__name__}); whether anything reached Respan is "
-        f"unknown. Read back with list_log_scores or get_score before sending it again."
-    )
-
-
-def text_error(message: str) -> types.CallToolResult:
-    return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)

@@ -5,12 +5,13 @@ annotations, declared beside the function in `writes.py` (the score writes) or `
 reads). The server's one call path (`server.call_tool`) parses the arguments, resolves the
 `Caller` once and hands the function a `Call`; everything below works from those values.
 Adding a tool is a model in `arguments.py`, a function with its `Tool(...)`, and its name in
-the module's `TOOLS`.
+the module's `TOOLS`. `trace_id` reads the trace a request belongs to, for the tools (`Call.trace_id`)
+and the prompts alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Generic, TypeVar
@@ -40,7 +41,13 @@ class Call:
     caller: Caller
     progress: Callable[[float, float | None], Awaitable[None]] | None = None
     shutting_down: anyio.Event | None = None  # set when the process must end soon (stdio SIGTERM)
-    trace_id: str | None = None  # the W3C trace id the request carried in _meta.traceparent, if any
+    meta: Mapping[str, Any] | None = None  # the request's _meta, where its trace context travels
+
+    @property
+    def trace_id(self) -> str | None:
+        """The W3C trace id the request carried in _meta.traceparent, if any; worked out only by a tool that
+        asks (find_logs), so a write does not pay for it."""
+        return trace_id(self.meta)
 
 
 @dataclass(frozen=True)
@@ -74,3 +81,17 @@ class Tool(Generic[ArgsT]):
             output_schema=flat_schema(self.result),
             annotations=self.annotations,
         )
+
+
+def trace_id(meta: Mapping[str, Any] | None) -> str | None:
+    """The trace id of the request's W3C trace context (`_meta.traceparent`: version-traceid-spanid-flags), or None.
+
+    An all-zero id is invalid by the spec, and so is anything that is not 32 lower-case hex characters.
+    """
+    parent = meta.get("traceparent") if meta else None
+    if not isinstance(parent, str):
+        return None
+    parts = parent.strip().split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or parts[1] == "0" * 32:
+        return None
+    return parts[1] if all(char in "0123456789abcdef" for char in parts[1]) else None

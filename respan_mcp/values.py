@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from respan_mcp.errors import ScoreValueError
+from respan_mcp.errors import InvalidRequestError, ScoreValueError
 
 ScoreValueType = Literal[
     "numerical", "percentage", "boolean", "single_select", "multi_select", "categorical", "text", "comment", "json"
@@ -101,12 +102,7 @@ class ScoreValues(BaseModel):
     def _categorical_from_json_text(cls, value: Any) -> Any:
         # Some clients send arrays as JSON text: '["a"]'. A plain word is one choice.
         if isinstance(value, str):
-            try:
-                parsed = loads_json(value)
-            except JSONTooDeepError as exc:
-                raise ValueError(f"is {exc}: send a list of choices, e.g. [\"good\"]") from None
-            except ValueError:
-                return [value]
+            parsed = read_json_text(value, lambda exc: ValueError(f"is {exc}: send a list of choices, e.g. [\"good\"]"))
             return parsed if isinstance(parsed, list) else [value]
         return value
 
@@ -192,6 +188,42 @@ def loads_json(text: str, **options: Any) -> Any:
     if prune_json(text) is not text:
         raise JSONTooDeepError
     return json.loads(text, **options)
+
+
+NOT_JSON: Any = object()  # what `read_json_text` returns for text that is not JSON (None is JSON's null)
+
+
+def read_json_text(text: str, too_deep: Callable[[JSONTooDeepError], Exception]) -> Any:
+    """An argument some client sent as JSON text, read as what it holds; NOT_JSON when it is not JSON.
+
+    Text nested past MAX_JSON_DEPTH raises `too_deep(error)`: the caller's sentence, naming what to send."""
+    try:
+        return loads_json(text)
+    except JSONTooDeepError as exc:
+        raise too_deep(exc) from None
+    except ValueError:
+        return NOT_JSON
+
+
+def decode_json_text(arguments: dict[str, Any], structured: frozenset[str]) -> dict[str, Any]:
+    """Arrays and objects sent as JSON text (some clients do) read as what they hold.
+
+    Only arguments published as an array or object are touched, so a string argument
+    (json_value is JSON text by design) always reaches the model exactly as sent. Text nested
+    past MAX_JSON_DEPTH is refused (InvalidRequestError) before any parser recurses into it.
+    """
+    decoded = arguments
+    for name in structured & arguments.keys():
+        value = arguments[name]
+        if not isinstance(value, str):
+            continue
+        parsed = read_json_text(
+            value, lambda exc: InvalidRequestError(f"{name} is {exc}: send it as an array or object a few levels deep")
+        )
+        if isinstance(parsed, list | dict):  # else left as sent: the model says what it expected
+            decoded = decoded if decoded is not arguments else dict(arguments)
+            decoded[name] = parsed
+    return decoded
 
 
 def prune_json(text: str, limit: int = MAX_JSON_DEPTH) -> str:

@@ -16,7 +16,8 @@ from typing import Any
 
 from respan_mcp import client as routes
 from respan_mcp.arguments import BatchWrite, LogScoreUpsert, LogScoreWrite, ScoreUpdate
-from respan_mcp.batch import check_batch, write_batch
+from respan_mcp.batch import write_batch
+from respan_mcp.batch_report import check_batch
 from respan_mcp.client import Request
 from respan_mcp.config import BATCH_DEADLINE_MAX
 from respan_mcp.errors import NotFoundError, RespanError, ScoreValueError, refuses_key

@@ -68,8 +68,13 @@ def get_evaluator(store: Store, evaluator_id: str) -> Answer:
 def search_evaluators(store: Store, query: dict[str, str], url: str) -> Answer:
     """The legacy list: `search` matches the slug or the name, in any case."""
     term = query.get("search", "").lower()
-    found = [e for e in store.list_evaluators() if term in e["evaluator_slug"].lower() or term in e["name"].lower()]
+    found = [e for e in store.list_evaluators() if any(term in _searchable(e.get(f)) for f in ("evaluator_slug", "name"))]
     return paginate(found, query, url, **SCORES_PAGE)
+
+
+def _searchable(value: Any) -> str:
+    """A field as the search reads it: a test may store an evaluator whose slug or name is not text."""
+    return value.lower() if isinstance(value, str) else ""
 
 
 def upsert(store: Store, log_id: str, body: Any, scorer: str, *, strict_logs: bool, check_values: bool = True) -> Answer:

@@ -27,6 +27,8 @@ UPSERT_FIELDS = frozenset(
         *VALUE_FIELDS,
     }
 )
+# The value-type table again, on purpose: the stand-in takes it from Respan's documentation, not from
+# respan_mcp/values.py, so a change to the server's table that Respan does not make fails the tests.
 FIELD_FOR_TYPE = {
     "numerical": "numerical_value",
     "percentage": "numerical_value",

@@ -36,6 +36,7 @@ from tests.fake_api import FakeRespan, RunningFakeRespan
 
 HERE = Path(__file__).resolve().parents[1]  # tests/, where panel_host.html lives
 SCREENSHOT = HERE.parent / "docs" / "log-scores-panel.png"
+LOG_SCREENSHOT = HERE.parent / "docs" / "log-panel.png"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium); the panel tests drive it headless"
@@ -68,6 +69,36 @@ WRITES: list[tuple[dict[str, Any], bool | None]] = [
     ({"evaluator_slug": "answer_shape", "json_value": {"steps": 3, "cites": ["docs/api.md"], "complete": True}}, None),
 ]
 PASSING = {"helpfulness": "numerical_value >= 3", "coverage": "numerical_value >= 80", "is_safe": "boolean_value == true"}
+# A run as get_log reads it: an answer long enough to be cut, and markup where an agent's text may carry it.
+ANSWER = (
+    "To reset your password, open Settings, then Security, and choose Reset password. Respan sends a link to "
+    "the address on your account; it works for 30 minutes. If no mail arrives, check the spam folder first.\n\n"
+)
+RUN = {
+    "span_name": "support.answer",
+    "model": "gpt-4o",
+    "timestamp": "2026-12-03T10:00:00Z",
+    "trace_unique_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+    "custom_identifier": "ticket-42",
+    "thread_identifier": "thread-7",
+    "prompt_messages": [
+        {"role": "system", "content": "You are the support agent. Answer in steps."},
+        {"role": "user", "content": "How do I reset my password?"},
+    ],
+    "input": "How do I reset my password?",
+    "output": ANSWER * 150,
+    "latency": 1.84,
+    "cost": 0.0012,
+    "prompt_tokens": 412,
+    "completion_tokens": 96,
+    "metadata": {"team": "support", "release": "2026.12"},
+}
+HOSTILE_RUN = RUN | {
+    "input": "Reset it. " + HOSTILE,
+    "completion_message": {"role": "assistant", "content": '<img src=x onerror="window.pwned=3">Done.'},
+    "metadata": {"team": "<script>window.pwned=4</script>"},
+    "span_name": "<b>support.answer</b>",
+}
 
 
 # ---- the panel as a file: fast checks, no browser ----------------------------------------
@@ -418,7 +449,10 @@ COLOURS = """[...document.querySelectorAll(%s)].map(node => {
   while (back && getComputedStyle(back).backgroundColor.match(/rgba\\(.*, 0\\)|transparent/)) back = back.parentElement;
   return [node.className || node.tagName, getComputedStyle(node).color, getComputedStyle(back || document.body).backgroundColor];
 })"""
-TEXTS = ".name, .slug, .num-value, .scale span, .badge, .chip, .text, .json, .meta, .cond, .sub, h1, .problem, .note, .status, .index"
+TEXTS = (
+    ".name, .slug, .num-value, .scale span, .badge, .chip, .text, .json, .meta, .cond, .sub, h1, .problem, .note, .status, "
+    ".index, .content, .cut-note, .ids dt, .ids dd, .log-error, .explain, .label, .empty-value"
+)
 
 
 def assert_readable(page: HostPage, frame: int = 0) -> None:
@@ -615,6 +649,118 @@ def test_panel_shows_a_tool_error_as_its_text(browser: Chromium, site: Site, liv
         assert page.panel_text().strip() == failed["content"][0]["text"]
         assert page.evaluate("document.querySelector('.status.error') !== null", 0)
         assert page.frame_messages == []
+    finally:
+        page.close()
+
+
+def read_log(api: RunningFakeRespan, fields: dict[str, Any], *reads: dict[str, Any]) -> list[dict[str, Any]]:
+    """LOG_ID holding `fields`, with WRITES on it, read through the live server with get_log."""
+    api.fake.add_log(LOG_ID, **fields)
+    write_scores(api)
+    results = anyio.run(live_calls, api, [("get_log", {"log_id": LOG_ID} | read) for read in reads])
+    assert not any(result.get("isError") for result in results), results
+    return results
+
+
+GET_LOG = {"toolInfo": {"tool": {"name": "get_log", "inputSchema": {"type": "object"}}}}
+
+
+@needs_chromium
+@pytest.mark.slow
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_panel_draws_a_log_as_text_with_its_scores_beside_it(
+    theme: str, browser: Chromium, site: Site, live_api: RunningFakeRespan
+) -> None:
+    (result,) = read_log(live_api, HOSTILE_RUN, {})
+    log = result["structuredContent"]
+    assert [cut["field"] for cut in log["cut"]] == ["output"] and len(log["scores"]) == len(WRITES)
+    page = show(browser, site, [{"result": result, "arguments": {"log_id": LOG_ID}, "context": GET_LOG | {"theme": theme}}])
+    try:
+        text = page.panel_text()
+        assert "<b>support.answer</b>" in text and f"Log {LOG_ID}" in text and "gpt-4o" in text and "success" in text
+        assert "ticket-42" in text and "4bf92f3577b34da6a3ce929d0e0e4736" in text and "412 in / 96 out tokens" in text
+        # Each text exactly as the server sent it (the cut one unchanged, the whole ones as indented JSON).
+        contents = page.evaluate(
+            "Object.fromEntries([...document.querySelectorAll('.field')].map(f => "
+            "[f.querySelector('h2').textContent, f.querySelector('pre')?.textContent]))", 0)
+        assert contents["Input"] == log["input"] and HOSTILE in contents["Input"]
+        assert contents["Output"] == log["output"] == RUN["output"][:4000]
+        assert json.loads(contents["Prompt messages"]) == RUN["prompt_messages"]
+        assert json.loads(contents["Completion message"]) == HOSTILE_RUN["completion_message"]
+        assert json.loads(contents["Metadata"]) == HOSTILE_RUN["metadata"]
+        # The cut, said plainly under the output, with how to read on.
+        assert page.evaluate("[...document.querySelectorAll('.cut-note')].map(n => n.textContent)", 0) == [
+            f"Cut at 4,000 of {len(RUN['output']):,} characters: {log['cut'][0]['read_on']}."
+        ]
+        # Markup in the log stayed text: no element made of it, nothing ran.
+        assert page.evaluate("[document.querySelectorAll('img, b').length, document.scripts.length, window.pwned]", 0) == [0, 1, None]
+        # The scores on the log, drawn as cards beside the content.
+        cards = page.evaluate("[...document.querySelectorAll('.log-side .card .name')].map(n => n.textContent)", 0)
+        assert cards == [values["evaluator_slug"] for values, _ in WRITES]
+        assert "3 passed" in text and "1 failed" in text
+        assert page.evaluate("document.querySelector('.log-side .label').textContent", 0) == "7 scores"
+        assert page.evaluate("[...document.querySelectorAll('[role=meter]')].map(m => m.getAttribute('aria-label'))", 0) == ["coverage"]
+        assert page.evaluate("document.querySelector('.log-side .text').textContent", 0) == HOSTILE
+        beside = page.evaluate(
+            "[document.querySelector('.log-main').getBoundingClientRect().right, "
+            "document.querySelector('.log-side').getBoundingClientRect().left]", 0)
+        assert beside[0] <= beside[1]
+
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor", 0)
+        assert (luminance(background) < 0.05) if theme == "dark" else (luminance(background) > 0.9)
+        assert_readable(page)
+        assert page.frame_messages == []
+    finally:
+        page.close()
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_panel_shows_a_logs_error_blurred_fields_and_a_read_on_window(
+    browser: Chromium, site: Site, live_api: RunningFakeRespan
+) -> None:
+    failed = RUN | {"status": "error", "error_message": "Upstream timed out <i>after 30 s</i>", "blurred": ["input"]}
+    whole, window = read_log(live_api, failed, {}, {"fields": ["output"], "offset": 4000})
+    assert whole["structuredContent"]["blurred"] == ["input"] and "input" not in whole["structuredContent"]
+    frames = [{"result": result, "arguments": {"log_id": LOG_ID}, "context": GET_LOG} for result in (whole, window)]
+    page = show(browser, site, frames, width=1700)
+    try:
+        text = page.panel_text()
+        assert "Error: Upstream timed out <i>after 30 s</i>" in text
+        assert page.evaluate("document.querySelector('.log-error').getAttribute('role')", 0) == "alert"
+        assert page.evaluate("document.querySelector('.tally .badge.fail').textContent", 0) == "error"
+        blurred = page.evaluate("[...document.querySelectorAll('.field.blurred')].map(f => "
+                                "[...f.querySelectorAll('h2, .badge, p')].map(n => n.textContent))", 0)
+        assert blurred == [["Input", "blurred", "Blurred in Respan: its content is not shown."]]
+        shown = page.evaluate("[...document.querySelectorAll('.field')].filter(f => f.querySelector('pre'))"
+                              ".map(f => f.querySelector('h2').textContent)", 0)
+        assert shown == ["Output", "Prompt messages", "Metadata"]  # no Input: it is blurred
+        # The next window of the output: where it is and how to read on.
+        (cut,) = window["structuredContent"]["cut"]
+        assert page.evaluate("document.querySelector('.field pre').textContent", 1) == RUN["output"][4000:8000]
+        assert page.evaluate("document.querySelector('.cut-note').textContent", 1) == (
+            f"Characters 4,000–8,000 of {len(RUN['output']):,}: {cut['read_on']}."
+        )
+        assert page.evaluate("document.querySelectorAll('i').length", 0) == 0
+        assert_readable(page)
+        assert page.frame_messages == []
+    finally:
+        page.close()
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_log_screenshot_light_and_dark(browser: Chromium, site: Site, live_api: RunningFakeRespan, tmp_path: Path) -> None:
+    """A log and its scores in both themes; `UPDATE_SCREENSHOT=1` writes it to docs/."""
+    (result,) = read_log(live_api, RUN, {"max_chars": 600})
+    frames = [{"result": result, "arguments": {"log_id": LOG_ID}, "context": GET_LOG | {"theme": theme}, "width": 860}
+              for theme in ("light", "dark")]
+    page = show(browser, site, frames, width=1790)
+    try:
+        png = page.screenshot(tmp_path / "log.png")
+        assert png.startswith(b"\x89PNG") and len(png) > 20_000
+        if os.environ.get("UPDATE_SCREENSHOT") == "1":
+            LOG_SCREENSHOT.write_bytes(png)
     finally:
         page.close()
 

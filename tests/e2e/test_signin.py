@@ -32,7 +32,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from mcp.types import CallToolResult
 
-from respan_mcp.auth import FIRST_LOAD_RETRY
+from respan_mcp.identity_provider import FIRST_LOAD_RETRY
 from tests.conftest import API_KEY, LOG_ID, free_port, server_env
 from tests.e2e.test_http import Replica, replica
 from tests.fake_api import FakeRespan, RunningFakeRespan

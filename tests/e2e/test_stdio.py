@@ -24,8 +24,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
-from respan_mcp.serve_stdio import Lines, check, write_when_ready
 from respan_mcp.stdio_lines import MAX_DEPTH, MAX_LINE_BYTES, Rejected, TooLarge
+from respan_mcp.stdio_wire import Lines, check, write_when_ready
 from tests.conftest import LOG_ID, console_script, server_env
 from tests.fake_api import FakeRespan, RunningFakeRespan
 

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from respan_mcp.config import SHUTDOWN_GRACE
-from respan_mcp.serve_stdio import check
 from respan_mcp.stdio_lines import MAX_DEPTH, Rejected
+from respan_mcp.stdio_wire import check
 from tests.conftest import API_KEY, server_env
 from tests.e2e.test_shutdown import StdioServer
 from tests.fake_api import FakeRespan, RunningFakeRespan

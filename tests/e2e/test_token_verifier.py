@@ -33,16 +33,8 @@ from mcp.server.lowlevel import Server
 from mcp.types import CallToolRequestParams, CallToolResult, ListToolsResult, TextContent, Tool
 from starlette.requests import HTTPConnection
 
-from respan_mcp.auth import (
-    KEYS_MAX_AGE,
-    REFRESH_INTERVAL,
-    IdentityProviderError,
-    IdentityProviderVerifier,
-    Introspection,
-    SignedInCaller,
-    auth_settings,
-    discovery_urls,
-)
+from respan_mcp.auth import IdentityProviderVerifier, Introspection, SignedInCaller, auth_settings
+from respan_mcp.identity_provider import KEYS_MAX_AGE, REFRESH_INTERVAL, IdentityProviderError, discovery_urls
 from tests.oidc_fixture import (
     CLIENT,
     EMAIL,

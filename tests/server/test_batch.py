@@ -20,7 +20,8 @@ from mcp import Client
 
 from respan_mcp import client as routes
 from respan_mcp.arguments import LogScoreWrite
-from respan_mcp.batch import MARGIN, _ranges, write_batch
+from respan_mcp.batch import write_batch
+from respan_mcp.batch_report import MARGIN, ranges
 from respan_mcp.client import Caller, RespanClient
 from respan_mcp.config import Config
 from respan_mcp.evaluator_cache import EvaluatorCache
@@ -177,8 +178,8 @@ async def test_batch_size_is_bounded(mcp: Client, fake: FakeRespan, scores: list
 
 
 def test_index_ranges_stay_short() -> None:
-    assert _ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
-    assert _ranges([4]) == "4"
+    assert ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
+    assert ranges([4]) == "4"
 
 
 # -- the engine on a virtual clock --------------------------------------------------------------------

@@ -16,7 +16,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from respan_mcp.config import Config
-from respan_mcp.prompts import UNREACHABLE
+from respan_mcp.prompt_text import UNREACHABLE
 from respan_mcp.server import build_server
 from tests.conftest import API_KEY, LOG_ID, console_script, free_port, http_server, server_env
 from tests.fake_api import FakeRespan, RunningFakeRespan
@@ -121,7 +121,7 @@ async def test_get_evaluator_gives_choices_with_names_and_a_boolean_condition(mc
     assert tone["choices"] == TONE and "passing_condition" not in tone and "rubric" not in tone
     safe = (await mcp.call_tool("get_evaluator", {"evaluator_id": "evl_safe"})).structured_content
     assert safe["passing_condition"] == "boolean_value == true"
-    assert (safe["passing_operator"], safe["passing_value"]) == ("eq", True)
+    assert (safe["passing_operator"], safe["passing_value"]) == ("eq", 1)  # a boolean threshold as it compares
 
 
 async def test_get_evaluator_reads_legacy_shapes_and_leaves_absent_fields_out(mcp: Client) -> None:

@@ -26,11 +26,13 @@ def fake(fake: FakeRespan) -> FakeRespan:
 
 async def test_listed_with_described_arguments(api: RunningFakeRespan) -> None:
     async with Client(build_server(Config(api_key=API_KEY, base_url=api.url))) as client:
-        (prompt,) = (await client.list_prompts()).prompts
-    assert prompt.name == "self_grade" and prompt.title
-    arguments = {a.name: a for a in prompt.arguments}
-    assert arguments["log_id"].required and not arguments["evaluators"].required and not arguments["rubric"].required
-    assert all(a.description for a in prompt.arguments)
+        prompts = {prompt.name: prompt for prompt in (await client.list_prompts()).prompts}
+    assert sorted(prompts) == ["grade_logs", "self_grade"] and all(p.title and p.description for p in prompts.values())
+    arguments = {a.name: a for a in prompts["self_grade"].arguments}
+    assert not any(arguments[name].required for name in ("log_id", "evaluators", "rubric"))
+    many = {a.name: a for a in prompts["grade_logs"].arguments}
+    assert many["evaluators"].required and not many["logs"].required
+    assert all(a.description for p in prompts.values() for a in p.arguments)
 
 
 async def test_renders_with_the_log_id_and_the_tools(api: RunningFakeRespan) -> None:

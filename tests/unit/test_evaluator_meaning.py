@@ -11,7 +11,7 @@ import pytest
 
 from respan_mcp.errors import ScoreValueError
 from respan_mcp.evaluator import Choice, Evaluator, PassingCondition
-from respan_mcp.prompts import self_grade_text
+from respan_mcp.prompt_text import self_grade_text
 from respan_mcp.values import ScoreValues
 from tests.conftest import API_KEY, LOG_ID
 from tests.fake_api import FakeRespan, RunningFakeRespan
@@ -232,7 +232,7 @@ def test_prompt_tells_what_each_found_evaluator_means() -> None:
         "log_9", "quality, tone", None, found=[Evaluator.from_api(MODERN), tone], unknown=[], unreachable=False
     )
     assert "How useful the answer is to the user." in text and RUBRIC in text
-    assert "Evaluate the quality of this response. Input: {{input}} Output: {{output}}" in text  # on one line
+    assert r"Evaluate the quality of this response.\nInput: {{input}}\nOutput: {{output}}" in text  # on one line
     assert "send numerical_value between 1 and 5" in text and "passes when numerical_value >= 3" in text
     assert "'good' means Kind and clear" in text
     assert text.index("- quality") < text.index("- tone")
@@ -244,7 +244,7 @@ def test_prompt_trims_a_long_definition() -> None:
     long = evaluator(llm_config={"evaluator_definition": "Judge {{output}}. " + "Consider this. " * 200})
     text = self_grade_text("log_1", "x", None, found=[long], unknown=[], unreachable=False)
     line = next(line for line in text.splitlines() if "Judge {{output}}" in line)
-    assert len(line) < 500 and line.endswith("…")
+    assert len(line) < 500 and line.endswith("(cut; get_evaluator has it whole)")
 
 
 def test_prompt_names_unknown_slugs() -> None:

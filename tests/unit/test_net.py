@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from respan_mcp.auth import IdentityProviderError, require_secure
 from respan_mcp.config import ConfigError, load_config
+from respan_mcp.identity_provider import IdentityProviderError, require_secure
 from respan_mcp.net import (
     REDACTED,
     crosses_in_clear,
