@@ -83,10 +83,12 @@ def api(fake: FakeRespan, running_api: RunningFakeRespan) -> RunningFakeRespan:
 
 
 @pytest.fixture
-def mcp_settings() -> dict[str, Any]:
+def mcp_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     """`Config` settings of the server `mcp` talks to, over `api_key=API_KEY`: a module overrides this
-    fixture (e.g. `{"max_retries": 0}`), a test parametrises it indirectly."""
-    return {}
+    fixture (e.g. `{"max_retries": 0}`); a test passes its own by indirect parametrisation,
+    `@pytest.mark.parametrize("mcp_settings", [{"api_key": None}], indirect=True)`."""
+    settings: dict[str, Any] = getattr(request, "param", {})
+    return settings
 
 
 @pytest.fixture
