@@ -1,7 +1,7 @@
 # respan-mcp served over streamable HTTP, for a team behind a load balancer.
 #   docker build -t respan-mcp .
 #   docker run -p 8000:8000 respan-mcp          # each caller sends its own Authorization: Bearer <key>
-# tests/test_container.py lints this file with hadolint and runs its RUN, COPY, ENV, CMD and
+# tests/packaging/test_container.py lints this file with hadolint and runs its RUN, COPY, ENV, CMD and
 # HEALTHCHECK lines in a fresh virtualenv (no docker daemon is needed for that).
 
 # Stage 1: build the wheel from the sources only (no tests, no git history).

@@ -8,7 +8,7 @@ the one path every request takes: one pooled HTTP client, the `Caller`'s key, tr
 a message, a log line or a repr, and an answer is made fit to show by `results.readable_answer`.
 
 All of it but the read routes and the evaluator lookup runs on every write, so it stays one
-module: one split off would be one more on every write's path (tests/test_layers.py counts them).
+module: one split off would be one more on every write's path (tests/packaging/test_layers.py counts them).
 """
 
 from __future__ import annotations

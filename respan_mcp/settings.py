@@ -2,7 +2,7 @@
 
 `SETTINGS` is the one table. Config's field defaults, the loader's bounds, the argparse flags,
 `--help` (flags and the list of variables) and the configuration table of docs/configuration.md
-(`markdown_table()`, kept equal by tests/test_settings.py) are all read from it, so a default or
+(`markdown_table()`, kept equal by tests/unit/test_settings.py) are all read from it, so a default or
 a bound is written in one row and nowhere else. Help texts say what a setting means; the default
 and what is allowed are added from the row.
 

@@ -1,7 +1,14 @@
-"""Shared fixtures: the loopback Respan stand-in and the installed server started as a subprocess.
+"""Shared fixtures and helpers for every tier (tests/README.md says which fixture means what).
 
-Async tests run on anyio's pytest plugin (mark a module with `pytestmark = pytest.mark.anyio`):
-fixtures and test share one task, as the SDK's cancel scopes need.
+- `fake`: the Respan stand-in's state (a `FakeRespan`): knows `API_KEY` and the log `LOG_ID`.
+- `api`: `fake` served on a real loopback socket (`api.url`), for the installed server and the client.
+- `mcp`: the SDK's own client connected in process to `build_server`, whose API calls reach `fake`
+  in process (ASGI): no socket, no subprocess. `mcp_settings` and `mcp_transport` shape that server.
+
+A module that needs a differently seeded stand-in extends `fake` (a fixture `fake(fake)` that adds
+to it), or parametrises it indirectly with `FakeRespan` options. Async tests run on anyio's pytest
+plugin (mark a module with `pytestmark = pytest.mark.anyio`): fixtures and test share one task, as
+the SDK's cancel scopes need.
 """
 
 from __future__ import annotations
@@ -11,14 +18,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
+from mcp import Client
 
+from respan_mcp.config import Config
+from respan_mcp.server import build_server
 from tests.fake_api import FakeRespan, RunningFakeRespan
 
 API_KEY = "test-key"
@@ -47,10 +57,16 @@ def server_env(api_url: str, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def fake() -> FakeRespan:
-    fake = FakeRespan(api_keys=(API_KEY,))
+def fake(request: pytest.FixtureRequest) -> Iterator[FakeRespan]:
+    """The stand-in's state: accepts `API_KEY`, knows `LOG_ID`, records every request.
+
+    `@pytest.mark.parametrize("fake", [{"accept_any_log": True}], indirect=True)` passes other
+    `FakeRespan` options; a module seeds more (evaluators, logs, keys) with a `fake(fake)` fixture."""
+    options: dict[str, Any] = getattr(request, "param", {})
+    fake = FakeRespan(**({"api_keys": (API_KEY,)} | options))
     fake.add_log(LOG_ID)
-    return fake
+    yield fake
+    fake.release_all()
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +80,30 @@ def running_api() -> Iterator[RunningFakeRespan]:
 def api(fake: FakeRespan, running_api: RunningFakeRespan) -> RunningFakeRespan:
     running_api.fake = fake
     return running_api
+
+
+@pytest.fixture
+def mcp_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """`Config` settings of the server `mcp` talks to, over `api_key=API_KEY`: a module overrides this
+    fixture (e.g. `{"max_retries": 0}`); a test passes its own by indirect parametrisation,
+    `@pytest.mark.parametrize("mcp_settings", [{"api_key": None}], indirect=True)`."""
+    settings: dict[str, Any] = getattr(request, "param", {})
+    return settings
+
+
+@pytest.fixture
+def mcp_transport(fake: FakeRespan) -> httpx2.AsyncBaseTransport:
+    """Where the `mcp` server's API calls go: `fake`'s app, in process. A test about sockets (timeouts,
+    bytes dripped slowly) uses `api` and its own server instead."""
+    return httpx2.ASGITransport(app=fake.app)
+
+
+@pytest.fixture
+async def mcp(mcp_settings: dict[str, Any], mcp_transport: httpx2.AsyncBaseTransport) -> AsyncIterator[Client]:
+    """The SDK's own client, connected in process to the real server (`build_server`)."""
+    config = Config(**({"api_key": API_KEY} | mcp_settings))
+    async with Client(build_server(config, transport=mcp_transport)) as client:
+        yield client
 
 
 @contextmanager

@@ -45,6 +45,12 @@ class RecordedRequest:
 
 
 @dataclass
+class _Held:
+    release: threading.Event
+    method: str | None
+
+
+@dataclass
 class _Scripted:
     status: int
     body: dict[str, Any] | str | None
@@ -76,6 +82,7 @@ class FakeRespan:
         self.evaluators = self.store.evaluators
         self.logs = self.store.logs
         self._scripted: deque[_Scripted] = deque()
+        self._held: list[_Held] = []
         self.app = RespanStandin(
             self.store,
             accepts_key=lambda key: key in self.api_keys,
@@ -129,6 +136,21 @@ class FakeRespan:
         for _ in range(times):
             self._scripted.append(_Scripted(status, body, headers or {}, delay, method))
 
+    def hold(self, method: str | None = None) -> threading.Event:
+        """Keep every answer (to requests of `method`, if given) until the returned event is set.
+
+        A call then stays in flight exactly as long as a test needs (a signal sent, a drain seen),
+        where a `delay` would be a guess at how long that takes. The request is recorded on arrival."""
+        held = _Held(threading.Event(), method)
+        self._held.append(held)
+        return held.release
+
+    def release_all(self) -> None:
+        """Answer everything held (a test that failed before it released its hold ends here)."""
+        for held in self._held:
+            held.release.set()
+        self._held.clear()
+
     def writes(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method in ("POST", "PATCH")]
 
@@ -136,6 +158,7 @@ class FakeRespan:
         self.requests.clear()
         self.store.clear_scores()
         self._scripted.clear()
+        self.release_all()
         self.app.rate.clear()
 
     # -- what only tests add to the behaviour --------------------------------------------
@@ -144,6 +167,9 @@ class FakeRespan:
             return self._control(request.method, raw_path)
         headers = {k.lower(): v for k, v in request.headers.items()}
         self.requests.append(RecordedRequest(request.method, raw_path, request.url.query, headers, body))
+        for held in self._held:
+            while held.method in (None, request.method) and not held.release.is_set():
+                await asyncio.sleep(0.005)  # a threading.Event, so that sync tests can release it too
         if self.latency:
             await asyncio.sleep(self.latency)
         scripted = next((s for s in self._scripted if s.method in (None, request.method)), None)
