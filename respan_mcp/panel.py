@@ -74,6 +74,14 @@ async def list_resources(
     return types.ListResourcesResult(resources=[PANEL_RESOURCE])
 
 
+async def list_resource_templates(
+    _ctx: ServerRequestContext[Any, Any], _params: types.PaginatedRequestParams | None
+) -> types.ListResourceTemplatesResult:
+    """None: the panel is one fixed resource. Answered, not "method not found", because a server that lists
+    resources is asked for its templates too (the Inspector's Resources view asks)."""
+    return types.ListResourceTemplatesResult(resource_templates=[])
+
+
 async def read_resource(
     _ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
 ) -> types.ReadResourceResult:

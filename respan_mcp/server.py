@@ -246,6 +246,7 @@ def build_server(
         on_get_prompt=prompt.get_prompt,
         on_completion=prompt.complete,
         on_list_resources=panel.list_resources,
+        on_list_resource_templates=panel.list_resource_templates,
         on_read_resource=panel.read_resource,
     )
     server.extensions[APPS_EXTENSION] = {}  # the public map the SDK advertises under capabilities.extensions

@@ -58,6 +58,12 @@ async def test_a_host_without_apps_sees_plain_tools_and_the_same_results(api: Ru
     assert first.content[0].text == again.content[0].text
 
 
+async def test_resource_templates_are_listed_empty_not_an_unknown_method(api: RunningFakeRespan) -> None:
+    async with Client(build_server(Config(api_key=API_KEY, base_url=api.url))) as client:
+        templates = await client.list_resource_templates()
+    assert templates.resource_templates == []
+
+
 async def test_reading_an_unknown_resource_is_an_error(api: RunningFakeRespan) -> None:
     async with Client(build_server(Config(api_key=API_KEY, base_url=api.url))) as client:
         with pytest.raises(Exception, match="Unknown resource"):
