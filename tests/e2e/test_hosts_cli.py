@@ -207,7 +207,7 @@ def test_the_inspector_lists_and_calls_the_tools_through_every_block_it_reads(
     config = tmp_path / "mcp.json"
     config.write_text(json.dumps({"mcpServers": blocks}))
     listing, calling = inspector_commands()
-    tools = [tool["name"] for tool in json.loads((Path(__file__).parent / "snapshots" / "tools.json").read_text())]
+    tools = [tool["name"] for tool in json.loads((Path(__file__).parents[1] / "snapshots" / "tools.json").read_text())]
     for name in works:
         listed = inspect([*listing, "--strict"], config, name, inspector_path)
         assert listed.returncode == 0, f"{name}: {listed.stderr}"
