@@ -37,7 +37,19 @@ from mcp import Client
 from mcp.types import CallToolResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import API_KEY, ROOT, Figure, children, cpu_s, interleaved, percentile, process, rss_mb, stdio, table  # noqa: E402
+from run import (  # noqa: E402
+    API_KEY,
+    ROOT,
+    Figure,
+    children,
+    cpu_s,
+    interleaved,
+    percentile,
+    process,
+    rss_mb,
+    stdio,
+    table,
+)
 
 ORDINARY, BIG = "log-ordinary", "log-30mb"
 EVALUATORS = ("helpfulness", "correctness")
