@@ -31,6 +31,7 @@ from respan_mcp.server import build_server
 from respan_mcp.tools import Call
 from respan_mcp.writes import PreparedWrite
 from tests.conftest import API_KEY
+from tests.evaluator_sets import BATCH_SETTINGS, any_log_and_helpfulness
 from tests.fake_api import FakeRespan, RunningFakeRespan
 from tests.unit.test_models import assert_flat
 
@@ -41,16 +42,12 @@ RATE_LIMITED = {"detail": "Rate limit exceeded", "retry_after": 30}
 
 @pytest.fixture
 def fake(fake: FakeRespan) -> FakeRespan:
-    """Any log is known; one numerical evaluator."""
-    fake.accept_any_log = True
-    fake.add_evaluator(id="evl_help", slug="helpfulness", name="Helpfulness", score_value_type="numerical",
-                       score_config={"min_score": 1, "max_score": 5})
-    return fake
+    return any_log_and_helpfulness(fake)
 
 
 @pytest.fixture
 def mcp_settings() -> dict[str, Any]:
-    return {"max_concurrency": 8}
+    return dict(BATCH_SETTINGS)
 
 
 def items(count: int, **extra: Any) -> list[dict[str, Any]]:

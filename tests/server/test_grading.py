@@ -19,15 +19,13 @@ from respan_mcp.config import Config
 from respan_mcp.prompt_text import UNREACHABLE
 from respan_mcp.server import build_server
 from tests.conftest import API_KEY, LOG_ID, console_script, free_port, http_server, server_env
+from tests.evaluator_sets import DESCRIPTION, RUBRIC, TONE, add_graded_evaluators
 from tests.fake_api import FakeRespan, RunningFakeRespan
 from tests.unit.test_models import assert_flat
 
 pytestmark = pytest.mark.anyio
 
-RUBRIC = "1=terrible, 2=poor, 3=ok, 4=good, 5=excellent"
 DEFINITION = "Rate how useful this answer is.\nInput: {{input}}\nOutput: {{output}}"
-DESCRIPTION = "How useful the answer is to the person who asked."
-TONE = [{"name": "Kind and clear", "value": "good"}, {"name": "Curt", "value": "bad"}]
 CALLER_KEY = "key-of-the-caller"
 
 
@@ -35,27 +33,7 @@ CALLER_KEY = "key-of-the-caller"
 def fake(fake: FakeRespan) -> FakeRespan:
     """The caller's own key too, and evaluators with a rubric, a passing condition, or neither."""
     fake.api_keys.add(CALLER_KEY)
-    fake.add_evaluator(
-        id="evl_q:2",
-        slug="quality",
-        name="Quality",
-        score_value_type="numerical",
-        score_config={"min_score": 1, "max_score": 5},
-        description=DESCRIPTION,
-        llm_config={"model": "gpt-4o", "evaluator_definition": DEFINITION, "scoring_rubric": RUBRIC},
-        passing_conditions={"primary_score": {"operator": "gte", "value": 3}},
-    )
-    fake.add_evaluator(
-        id="evl_safe",
-        slug="safe",
-        name="Safe",
-        score_value_type="boolean",
-        passing_conditions={"primary_score": {"operator": "eq", "value": True}},
-    )
-    fake.add_evaluator(id="evl_plain", slug="plain", name="Plain", score_value_type="numerical")
-    fake.add_evaluator(
-        id="evl_tone", slug="tone", name="Tone", score_value_type="single_select", score_config={"choices": TONE}
-    )
+    add_graded_evaluators(fake, definition=DEFINITION, quality_id="evl_q:2")
     # Legacy shapes: range, rubric and prompt in `configurations`, choices in `categorical_choices`, and
     # what a modern evaluator has (score_config, llm_config, passing_conditions, description) absent.
     fake.add_evaluator(

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from tests.evaluator_sets import BATCH_SETTINGS, any_log_and_helpfulness
 from tests.fake_api import FakeRespan
 
 pytestmark = pytest.mark.anyio
@@ -20,16 +21,12 @@ RUNS = 50
 
 @pytest.fixture
 def fake(fake: FakeRespan) -> FakeRespan:
-    """Any log is known; one numerical evaluator."""
-    fake.accept_any_log = True
-    fake.add_evaluator(id="evl_help", slug="helpfulness", name="Helpfulness", score_value_type="numerical",
-                       score_config={"min_score": 1, "max_score": 5})
-    return fake
+    return any_log_and_helpfulness(fake)
 
 
 @pytest.fixture
 def mcp_settings() -> dict[str, Any]:
-    return {"max_concurrency": 8}
+    return dict(BATCH_SETTINGS)
 
 
 def item(log_id: str, value: float, **evaluator: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from respan_mcp.config import Config
 from respan_mcp.evaluator_cache import EvaluatorCache
 from respan_mcp.net import Caller
 from tests.conftest import API_KEY, LOG_ID
+from tests.evaluator_sets import add_helpfulness
 from tests.fake_api import FakeRespan, RunningFakeRespan
 
 pytestmark = pytest.mark.anyio
@@ -24,8 +25,7 @@ CHOICES = [{"name": "Polite", "value": "polite"}, {"name": "Neutral", "value": "
 def fake(fake: FakeRespan) -> FakeRespan:
     """A second key, and an evaluator of every value type (two in legacy form)."""
     fake.api_keys.add("other-key")
-    fake.add_evaluator(id="evl_help", slug="helpfulness", name="Helpfulness", score_value_type="numerical",
-                       score_config={"min_score": 1, "max_score": 5})
+    add_helpfulness(fake)
     fake.add_evaluator(id="evl_safe", slug="is_safe", name="Safe", score_value_type="boolean")
     fake.add_evaluator(id="evl_tone", slug="tone", name="Tone", score_value_type="single_select",
                        score_config={"choices": CHOICES})

@@ -14,9 +14,9 @@ from respan_mcp.evaluator import Choice, Evaluator, PassingCondition
 from respan_mcp.prompt_text import self_grade_text
 from respan_mcp.values import ScoreValues
 from tests.conftest import API_KEY, LOG_ID
+from tests.evaluator_sets import RUBRIC, add_graded_evaluators
 from tests.fake_api import FakeRespan, RunningFakeRespan
 
-RUBRIC = "1=terrible, 2=poor, 3=ok, 4=good, 5=excellent"
 DEFINITION = "Evaluate the quality of this response.\nInput: {{input}}\nOutput: {{output}}"
 MODERN: dict[str, Any] = {
     "id": "evl_q",
@@ -289,24 +289,7 @@ def test_prompt_without_found_evaluators_is_todays_text() -> None:
 @pytest.fixture
 def fake(fake: FakeRespan) -> FakeRespan:
     """Evaluators with a passing condition, without one, and in legacy form."""
-    fake.add_evaluator(
-        id="evl_q",
-        slug="quality",
-        name="Quality",
-        score_value_type="numerical",
-        score_config={"min_score": 1, "max_score": 5},
-        description="How useful the answer is.",
-        llm_config={"model": "gpt-4o", "evaluator_definition": DEFINITION, "scoring_rubric": RUBRIC},
-        passing_conditions={"primary_score": {"operator": "gte", "value": 3}},
-    )
-    fake.add_evaluator(
-        id="evl_safe",
-        slug="safe",
-        name="Safe",
-        score_value_type="boolean",
-        passing_conditions={"primary_score": {"operator": "eq", "value": True}},
-    )
-    fake.add_evaluator(id="evl_plain", slug="plain", name="Plain", score_value_type="numerical")
+    add_graded_evaluators(fake, definition=DEFINITION, description="How useful the answer is.", also=["safe", "plain"])
     fake.add_evaluator(
         id="evl_old",
         slug="legacy",
