@@ -20,9 +20,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import pytest
@@ -38,9 +39,18 @@ HERE = Path(__file__).resolve().parents[1]  # tests/, where panel_host.html live
 SCREENSHOT = HERE.parent / "docs" / "log-scores-panel.png"
 LOG_SCREENSHOT = HERE.parent / "docs" / "log-panel.png"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+Test = TypeVar("Test", bound=Callable[..., None])
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium); the panel tests drive it headless"
 )
+
+
+def in_chromium(test: Test) -> Test:
+    """A test that drives the panel in headless Chromium: slow, and skipped where there is no Chromium."""
+    marked: Test = needs_chromium(pytest.mark.slow(test))
+    return marked
+
+
 # What hosts apply when a resource declares no domains (the MCP Apps spec's default), minus 'self'.
 STRICT_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; object-src 'none'"
 HOSTILE = 'Cites the docs. Markup stays text: <img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
@@ -156,6 +166,13 @@ def write_scores(api: RunningFakeRespan) -> None:
     verdicts = {values["evaluator_slug"]: passed for values, passed in WRITES}
     for score in api.fake.scores.values():
         score["is_passed"] = verdicts[score["evaluator_slug"]]
+
+
+def listed_scores(api: RunningFakeRespan) -> dict[str, Any]:
+    """WRITES written, then LOG_ID's scores as list_log_scores answers them."""
+    write_scores(api)
+    (listed,) = anyio.run(live_calls, api, [("list_log_scores", {"log_id": LOG_ID})])
+    return listed
 
 
 def with_evaluator_facts(result: dict[str, Any], fake: FakeRespan) -> dict[str, Any]:
@@ -411,14 +428,19 @@ def live_api() -> Iterator[RunningFakeRespan]:
         yield running
 
 
+@contextmanager
 def show(browser: Chromium, site: Site, frames: list[dict[str, Any]], *, width: int = 800,
-         color_scheme: str = "light", dark_page: bool = False) -> HostPage:
+         color_scheme: str = "light", dark_page: bool = False) -> Iterator[HostPage]:
+    """The host page with `frames` drawn in it, closed when the test is done with it."""
     port = site.server_address[1]
     site.setup = {"panel_url": f"http://localhost:{port}/panel.html", "frames": frames, "dark_page": dark_page}
     page = HostPage(browser, f"http://127.0.0.1:{port}/host.html", width, color_scheme)
-    for index in range(len(frames)):
-        page.wait_until("!!document.querySelector('main > :not(.status), .status.error')", index)
-    return page
+    try:
+        for index in range(len(frames)):
+            page.wait_until("!!document.querySelector('main > :not(.status), .status.error')", index)
+        yield page
+    finally:
+        page.close()
 
 
 # ---- colours ---------------------------------------------------------------------------------
@@ -463,20 +485,17 @@ def assert_readable(page: HostPage, frame: int = 0) -> None:
 # ---- the panel in the browser -----------------------------------------------------------------
 
 
-@needs_chromium
-@pytest.mark.slow
+@in_chromium
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_panel_draws_a_logs_scores_from_the_live_server(
     theme: str, browser: Chromium, site: Site, live_api: RunningFakeRespan
 ) -> None:
-    write_scores(live_api)
-    (listed,) = anyio.run(live_calls, live_api, [("list_log_scores", {"log_id": LOG_ID})])
+    listed = listed_scores(live_api)
     assert listed["structuredContent"]["count"] == len(WRITES)
     result = with_evaluator_facts(listed, live_api.fake)
     # The host's theme wins over the system's: the page asks for the other one.
-    page = show(browser, site, [{"result": result, "arguments": {"log_id": LOG_ID}, "context": {"theme": theme}}],
-                color_scheme="dark" if theme == "light" else "light")
-    try:
+    with show(browser, site, [{"result": result, "arguments": {"log_id": LOG_ID}, "context": {"theme": theme}}],
+              color_scheme="dark" if theme == "light" else "light") as page:
         text = page.panel_text()
         assert f"Log {LOG_ID} · 7 scores" in text
         for name in ("Helpfulness", "Coverage", "Safe", "Tone", "Topics", "Reviewer feedback", "Answer shape"):
@@ -521,20 +540,15 @@ def test_panel_draws_a_logs_scores_from_the_live_server(
         sizes = [m["params"] for m in sent if m.get("method") == "ui/notifications/size-changed"]
         assert sizes and sizes[-1]["height"] == page.evaluate("Math.ceil(document.querySelector('main').getBoundingClientRect().height)", 0)
         assert page.evaluate("document.querySelector('iframe').getBoundingClientRect().height") >= sizes[-1]["height"]
-    finally:
-        page.close()
 
 
-@needs_chromium
-@pytest.mark.slow
+@in_chromium
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_panel_follows_the_system_scheme_and_then_the_hosts_changes(
     scheme: str, browser: Chromium, site: Site, live_api: RunningFakeRespan
 ) -> None:
-    write_scores(live_api)
-    (listed,) = anyio.run(live_calls, live_api, [("list_log_scores", {"log_id": LOG_ID})])
-    page = show(browser, site, [{"result": listed, "arguments": {"log_id": LOG_ID}}], color_scheme=scheme)
-    try:
+    listed = listed_scores(live_api)
+    with show(browser, site, [{"result": listed, "arguments": {"log_id": LOG_ID}}], color_scheme=scheme) as page:
         def background() -> float:
             return luminance(page.evaluate("getComputedStyle(document.body).backgroundColor", 0))
 
@@ -555,12 +569,9 @@ def test_panel_follows_the_system_scheme_and_then_the_hosts_changes(
         chips = page.evaluate("[...document.querySelectorAll('.chip')].map(c => c.textContent)", 0)
         assert chips == ["✓ polite", "neutral", "rude", "✓ math", "✓ code", "writing"]  # every choice, chosen ones ticked
         assert page.frame_messages == []
-    finally:
-        page.close()
 
 
-@needs_chromium
-@pytest.mark.slow
+@in_chromium
 def test_panel_draws_a_batch_outcome(browser: Chromium, site: Site, live_api: RunningFakeRespan) -> None:
     items = [
         {"log_id": LOG_ID, "evaluator_slug": "helpfulness", "numerical_value": 5},
@@ -570,8 +581,7 @@ def test_panel_draws_a_batch_outcome(browser: Chromium, site: Site, live_api: Ru
     (batch,) = anyio.run(live_calls, live_api, [("upsert_log_scores", {"scores": items})])
     outcome = batch["structuredContent"]
     assert [r["status"] for r in outcome["results"]] == ["written", "invalid", "failed"]
-    page = show(browser, site, [{"result": batch, "context": {"theme": "dark"}}])
-    try:
+    with show(browser, site, [{"result": batch, "context": {"theme": "dark"}}]) as page:
         text = page.panel_text()
         assert "Batch write" in text and "3 scores sent" in text
         assert "1 written" in text and "1 invalid" in text and "1 failed" in text
@@ -584,12 +594,9 @@ def test_panel_draws_a_batch_outcome(browser: Chromium, site: Site, live_api: Ru
         assert page.evaluate("document.querySelector('.num-value').textContent", 0) == "5"
         assert_readable(page)
         assert page.frame_messages == []
-    finally:
-        page.close()
 
 
-@needs_chromium
-@pytest.mark.slow
+@in_chromium
 def test_panel_shows_deferred_items_and_the_next_step(browser: Chromium, site: Site, live_api: RunningFakeRespan) -> None:
     # Respan's rate limit on the first write: the rest of the batch comes back deferred, with what to do.
     live_api.fake.fail_next(429, {"detail": "Rate limit exceeded", "retry_after": 30}, headers={"Retry-After": "30"}, method="POST")
@@ -597,18 +604,14 @@ def test_panel_shows_deferred_items_and_the_next_step(browser: Chromium, site: S
     (batch,) = anyio.run(live_calls, live_api, [("upsert_log_scores", {"scores": items, "deadline_seconds": 10})])
     outcome = batch["structuredContent"]
     assert outcome["deferred"] == 1 and outcome["next_step"]
-    page = show(browser, site, [{"result": batch}])
-    try:
+    with show(browser, site, [{"result": batch}]) as page:
         text = page.panel_text()
         assert "1 deferred" in text and outcome["next_step"] in text
         assert outcome["results"][0]["error"] in text
         assert page.frame_messages == []
-    finally:
-        page.close()
 
 
-@needs_chromium
-@pytest.mark.slow
+@in_chromium
 def test_panel_loads_the_next_page_through_the_host(browser: Chromium, site: Site, live_api: RunningFakeRespan) -> None:
     write_scores(live_api)
     first, second = anyio.run(live_calls, live_api, [
@@ -624,8 +627,7 @@ def test_panel_loads_the_next_page_through_the_host(browser: Chromium, site: Sit
         "context": {"toolInfo": {"tool": {"name": "list_log_scores", "inputSchema": {"type": "object"}}}},
         "tool_calls": [{"params": call, "result": second}],
     }
-    page = show(browser, site, [frame])
-    try:
+    with show(browser, site, [frame]) as page:
         assert "Showing 4 of 7." in page.panel_text()
         assert page.evaluate("document.querySelectorAll('.card').length", 0) == 4
         page.evaluate("document.querySelector('.more button').click()", 0)
@@ -634,23 +636,17 @@ def test_panel_loads_the_next_page_through_the_host(browser: Chromium, site: Sit
         calls = [e["message"] for e in page.evaluate("window.hostLog") if e["message"].get("method") == "tools/call"]
         assert [sent["params"] for sent in calls] == [call]
         assert page.frame_messages == []
-    finally:
-        page.close()
 
 
-@needs_chromium
-@pytest.mark.slow
+@in_chromium
 def test_panel_shows_a_tool_error_as_its_text(browser: Chromium, site: Site, live_api: RunningFakeRespan) -> None:
     live_api.fake.fail_next(404, {"detail": "Log not found."})
     (failed,) = anyio.run(live_calls, live_api, [("list_log_scores", {"log_id": "log-9"})])
     assert failed["isError"]
-    page = show(browser, site, [{"result": failed, "arguments": {"log_id": "log-9"}}])
-    try:
+    with show(browser, site, [{"result": failed, "arguments": {"log_id": "log-9"}}]) as page:
         assert page.panel_text().strip() == failed["content"][0]["text"]
         assert page.evaluate("document.querySelector('.status.error') !== null", 0)
         assert page.frame_messages == []
-    finally:
-        page.close()
 
 
 def read_log(api: RunningFakeRespan, fields: dict[str, Any], *reads: dict[str, Any]) -> list[dict[str, Any]]:
@@ -665,8 +661,7 @@ def read_log(api: RunningFakeRespan, fields: dict[str, Any], *reads: dict[str, A
 GET_LOG = {"toolInfo": {"tool": {"name": "get_log", "inputSchema": {"type": "object"}}}}
 
 
-@needs_chromium
-@pytest.mark.slow
+@in_chromium
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_panel_draws_a_log_as_text_with_its_scores_beside_it(
     theme: str, browser: Chromium, site: Site, live_api: RunningFakeRespan
@@ -674,8 +669,7 @@ def test_panel_draws_a_log_as_text_with_its_scores_beside_it(
     (result,) = read_log(live_api, HOSTILE_RUN, {})
     log = result["structuredContent"]
     assert [cut["field"] for cut in log["cut"]] == ["output"] and len(log["scores"]) == len(WRITES)
-    page = show(browser, site, [{"result": result, "arguments": {"log_id": LOG_ID}, "context": GET_LOG | {"theme": theme}}])
-    try:
+    with show(browser, site, [{"result": result, "arguments": {"log_id": LOG_ID}, "context": GET_LOG | {"theme": theme}}]) as page:
         text = page.panel_text()
         assert "<b>support.answer</b>" in text and f"Log {LOG_ID}" in text and "gpt-4o" in text and "success" in text
         assert "ticket-42" in text and "4bf92f3577b34da6a3ce929d0e0e4736" in text and "412 in / 96 out tokens" in text
@@ -710,12 +704,9 @@ def test_panel_draws_a_log_as_text_with_its_scores_beside_it(
         assert (luminance(background) < 0.05) if theme == "dark" else (luminance(background) > 0.9)
         assert_readable(page)
         assert page.frame_messages == []
-    finally:
-        page.close()
 
 
-@needs_chromium
-@pytest.mark.slow
+@in_chromium
 def test_panel_shows_a_logs_error_blurred_fields_and_a_read_on_window(
     browser: Chromium, site: Site, live_api: RunningFakeRespan
 ) -> None:
@@ -723,8 +714,7 @@ def test_panel_shows_a_logs_error_blurred_fields_and_a_read_on_window(
     whole, window = read_log(live_api, failed, {}, {"fields": ["output"], "offset": 4000})
     assert whole["structuredContent"]["blurred"] == ["input"] and "input" not in whole["structuredContent"]
     frames = [{"result": result, "arguments": {"log_id": LOG_ID}, "context": GET_LOG} for result in (whole, window)]
-    page = show(browser, site, frames, width=1700)
-    try:
+    with show(browser, site, frames, width=1700) as page:
         text = page.panel_text()
         assert "Error: Upstream timed out <i>after 30 s</i>" in text
         assert page.evaluate("document.querySelector('.log-error').getAttribute('role')", 0) == "alert"
@@ -744,42 +734,31 @@ def test_panel_shows_a_logs_error_blurred_fields_and_a_read_on_window(
         assert page.evaluate("document.querySelectorAll('i').length", 0) == 0
         assert_readable(page)
         assert page.frame_messages == []
-    finally:
-        page.close()
 
 
-@needs_chromium
-@pytest.mark.slow
+@in_chromium
 def test_log_screenshot_light_and_dark(browser: Chromium, site: Site, live_api: RunningFakeRespan, tmp_path: Path) -> None:
     """A log and its scores in both themes; `UPDATE_SCREENSHOT=1` writes it to docs/."""
     (result,) = read_log(live_api, RUN, {"max_chars": 600})
     frames = [{"result": result, "arguments": {"log_id": LOG_ID}, "context": GET_LOG | {"theme": theme}, "width": 860}
               for theme in ("light", "dark")]
-    page = show(browser, site, frames, width=1790)
-    try:
+    with show(browser, site, frames, width=1790) as page:
         png = page.screenshot(tmp_path / "log.png")
         assert png.startswith(b"\x89PNG") and len(png) > 20_000
         if os.environ.get("UPDATE_SCREENSHOT") == "1":
             LOG_SCREENSHOT.write_bytes(png)
-    finally:
-        page.close()
 
 
-@needs_chromium
-@pytest.mark.slow
+@in_chromium
 def test_screenshot_light_and_dark(browser: Chromium, site: Site, live_api: RunningFakeRespan, tmp_path: Path) -> None:
     """Both themes side by side; `UPDATE_SCREENSHOT=1` writes it to docs/ for the README."""
-    write_scores(live_api)
-    (listed,) = anyio.run(live_calls, live_api, [("list_log_scores", {"log_id": LOG_ID})])
+    listed = listed_scores(live_api)
     result = with_evaluator_facts(listed, live_api.fake)
     frames = [{"result": result, "arguments": {"log_id": LOG_ID}, "context": {"theme": theme}, "width": 600}
               for theme in ("light", "dark")]
-    page = show(browser, site, frames, width=1250)
-    try:
+    with show(browser, site, frames, width=1250) as page:
         png = page.screenshot(tmp_path / "panel.png")
         assert png.startswith(b"\x89PNG") and len(png) > 20_000
         if os.environ.get("UPDATE_SCREENSHOT") == "1":
             SCREENSHOT.parent.mkdir(exist_ok=True)
             SCREENSHOT.write_bytes(png)
-    finally:
-        page.close()
