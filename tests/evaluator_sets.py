@@ -1,7 +1,8 @@
 """The evaluators several test modules seed into the stand-in, in one place.
 
-A module's `fake` fixture calls one of these (`return add_helpfulness(fake)`), so the same evaluator
-is spelled the same way everywhere and a test that asserts on its id, range or rubric reads it here.
+A module's `fake` fixture calls one of these (`return add_helpfulness(fake)`), or is one of them
+(`fake = pytest.fixture(any_log_and_helpfulness, name="fake")`), so the same evaluator is spelled the
+same way everywhere and a test that asserts on its id, range or rubric reads it here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from tests.fake_api import FakeRespan
 RUBRIC = "1=terrible, 2=poor, 3=ok, 4=good, 5=excellent"
 DESCRIPTION = "How useful the answer is to the person who asked."
 TONE = [{"name": "Kind and clear", "value": "good"}, {"name": "Curt", "value": "bad"}]
-BATCH_SETTINGS: dict[str, Any] = {"max_concurrency": 8}  # the `mcp` server of the batch modules
+
+
+def batch_settings() -> dict[str, Any]:
+    """The batch modules' `mcp_settings`: eight writes in flight."""
+    return {"max_concurrency": 8}
 
 
 def add_helpfulness(fake: FakeRespan) -> FakeRespan:

@@ -31,7 +31,7 @@ from respan_mcp.server import build_server
 from respan_mcp.tools import Call
 from respan_mcp.writes import PreparedWrite
 from tests.conftest import API_KEY
-from tests.evaluator_sets import BATCH_SETTINGS, any_log_and_helpfulness
+from tests.evaluator_sets import any_log_and_helpfulness, batch_settings
 from tests.fake_api import FakeRespan, RunningFakeRespan
 from tests.unit.test_models import assert_flat
 
@@ -40,14 +40,8 @@ pytestmark = pytest.mark.anyio
 RATE_LIMITED = {"detail": "Rate limit exceeded", "retry_after": 30}
 
 
-@pytest.fixture
-def fake(fake: FakeRespan) -> FakeRespan:
-    return any_log_and_helpfulness(fake)
-
-
-@pytest.fixture
-def mcp_settings() -> dict[str, Any]:
-    return dict(BATCH_SETTINGS)
+fake = pytest.fixture(any_log_and_helpfulness, name="fake")  # any log is known; one numerical evaluator
+mcp_settings = pytest.fixture(batch_settings, name="mcp_settings")
 
 
 def items(count: int, **extra: Any) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from tests.evaluator_sets import BATCH_SETTINGS, any_log_and_helpfulness
+from tests.evaluator_sets import any_log_and_helpfulness, batch_settings
 from tests.fake_api import FakeRespan
 
 pytestmark = pytest.mark.anyio
@@ -19,14 +19,8 @@ pytestmark = pytest.mark.anyio
 RUNS = 50
 
 
-@pytest.fixture
-def fake(fake: FakeRespan) -> FakeRespan:
-    return any_log_and_helpfulness(fake)
-
-
-@pytest.fixture
-def mcp_settings() -> dict[str, Any]:
-    return dict(BATCH_SETTINGS)
+fake = pytest.fixture(any_log_and_helpfulness, name="fake")  # any log is known; one numerical evaluator
+mcp_settings = pytest.fixture(batch_settings, name="mcp_settings")
 
 
 def item(log_id: str, value: float, **evaluator: str) -> dict[str, Any]:
