@@ -51,21 +51,22 @@ def write(log_id: str, **extra: Any) -> dict[str, Any]:
     return {"log_id": log_id, "evaluator_slug": "quality", "score_value_type": "numerical", "numerical_value": 4} | extra
 
 
+def recovers(
+    name: str, status: int, body: dict[str, Any], log_id: str, *, times: int = 1, headers: dict[str, str] | None = None
+) -> Fault:
+    """A write to `log_id` answered `status` `times` over and then stored: one request more than the faults."""
+    return Fault(
+        name,
+        lambda fake: fake.fail_next(status, body, headers=headers, times=times, method="POST"),
+        write(log_id),
+        requests=times + 1,
+        recovered=True,
+    )
+
+
 FAULTS = [
-    Fault(
-        "503 twice, then success",
-        lambda fake: fake.fail_next(503, {"detail": "Service temporarily unavailable."}, times=2, method="POST"),
-        write("log-503"),
-        requests=3,
-        recovered=True,
-    ),
-    Fault(
-        "429 with retry_after 1",
-        lambda fake: fake.fail_next(429, {"detail": "Rate limit exceeded", "retry_after": 1}, method="POST"),
-        write("log-429"),
-        requests=2,
-        recovered=True,
-    ),
+    recovers("503 twice, then success", 503, {"detail": "Service temporarily unavailable."}, "log-503", times=2),
+    recovers("429 with retry_after 1", 429, {"detail": "Rate limit exceeded", "retry_after": 1}, "log-429"),
     Fault(
         "429 with retry_after 300",
         lambda fake: fake.fail_next(429, {"detail": "Rate limit exceeded", "retry_after": 300}, method="POST"),
@@ -108,20 +109,9 @@ FAULTS = [
         says=(f"within {TIMEOUT:g} s", "may or may not have been written", "safe"),
         requests=RETRIES + 1,  # sent but unanswered: tried again (writes are idempotent), each try bounded
     ),
-    Fault(
-        "500 twice, then success",
-        lambda fake: fake.fail_next(500, {"detail": "Internal server error."}, times=2, method="POST"),
-        write("log-503"),
-        requests=3,
-        recovered=True,
-    ),
-    Fault(
-        "429 with an unreadable Retry-After",
-        lambda fake: fake.fail_next(429, {"detail": "Rate limit exceeded"}, headers={"Retry-After": "soon"}, method="POST"),
-        write("log-429"),
-        requests=2,
-        recovered=True,
-    ),
+    recovers("500 twice, then success", 500, {"detail": "Internal server error."}, "log-503", times=2),
+    recovers("429 with an unreadable Retry-After", 429, {"detail": "Rate limit exceeded"}, "log-429",
+             headers={"Retry-After": "soon"}),
     Fault(
         "redirect",
         lambda fake: fake.fail_next(
