@@ -30,7 +30,7 @@ import httpx2
 from mcp import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import API_KEY, ROOT, process, stdio  # noqa: E402  (the sibling script's helpers)
+from run import API_KEY, ROOT, process, script_parser, stdio  # noqa: E402  (the sibling script's helpers)
 
 DEFAULT_DEADLINE = 45.0  # the server's default deadline_seconds (RESPAN_BATCH_DEADLINE)
 
@@ -117,7 +117,7 @@ MAX_WAIT = 700.0  # the client-side timeout: far past any deadline, so a late an
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__, "results-batch.json")
     parser.add_argument("--items", type=int, default=100, help="scores in the speed-up comparison (default 100)")
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions of the comparison (default 5)")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds the API takes a request (default 0.02)")
@@ -126,8 +126,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate-latency", type=float, default=0.02, help="seconds a request takes in that run (default 0.02)")
     parser.add_argument("--deadline", type=float, default=None, help="deadline_seconds to send (default: the server's, 45)")
     parser.add_argument("--skip-rate-limit", action="store_true", help="measure the speed-up only")
-    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results-batch.json", help="where to write the results")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes, numbers not meaningful")
     options = parser.parse_args(argv)
     if options.quick:
         # No rate limit in the smoke run (the stand-in's window is a minute); a short deadline and a

@@ -47,6 +47,7 @@ from run import (  # noqa: E402
     percentile,
     process,
     rss_mb,
+    script_parser,
     stdio,
     table,
 )
@@ -234,14 +235,12 @@ def figures(raw: dict[str, Any], options: argparse.Namespace) -> dict[str, Figur
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__, "results-logs.json")
     parser.add_argument("--calls", type=int, default=1000, help="timed calls of each tool (default 1000)")
     parser.add_argument("--warmup", type=int, default=50, help="calls of each tool before timing (default 50)")
     parser.add_argument("--block", type=int, default=25, help="calls per interleaved block (default 25)")
     parser.add_argument("--big-mb", type=float, default=30.0, help="the big log's input and output, MB (default 30)")
     parser.add_argument("--big-reps", type=int, default=3, help="fresh servers reading the big log (default 3)")
-    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results-logs.json", help="where to write the results")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes, numbers not meaningful")
     parser.add_argument("--serve-api", action="store_true", help=argparse.SUPPRESS)  # the stand-in's own process
     options = parser.parse_args(argv)
     if options.quick:

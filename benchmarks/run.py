@@ -416,8 +416,17 @@ def table(results: dict[str, Figure], columns: tuple[str, str] = ("baseline", "r
     return "\n".join(lines)
 
 
+def script_parser(doc: str, results: str) -> argparse.ArgumentParser:
+    """What every benchmark script takes: its docstring's first paragraph as its description, where to
+    write its results (`--json`, benchmarks/`results` by default) and a smoke run (`--quick`)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / results, help="where to write the results")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: small sizes, numbers not meaningful")
+    return parser
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__, "results.json")
     parser.add_argument("--cold-reps", type=int, default=20, help="cold starts of each server (default 20)")
     parser.add_argument("--calls", type=int, default=1000, help="calls per server for latency and RSS (default 1000)")
     parser.add_argument("--warmup", type=int, default=50, help="calls per server before timing (default 50)")
@@ -435,8 +444,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--idle", type=float, default=1.0, help="seconds both stdio servers sit without calls, their CPU read (default 1)"
     )
-    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results.json", help="where to write the results")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: few iterations, numbers not meaningful")
     options = parser.parse_args(argv)
     if options.quick:
         options.cold_reps, options.calls, options.warmup, options.block = 1, 40, 5, 10
