@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx2
 
+from respan_mcp.net import LINE_BREAKING
+
 calls_logger = logging.getLogger("respan_mcp.calls")
 
 # The statuses Respan answered during the current call; a list shared with the call's child tasks.
@@ -113,9 +115,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-# What would start a line of its own or move the cursor: C0 and C1 controls, DEL, and the Unicode line and
-# paragraph separators, which some viewers break lines at.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile(LINE_BREAKING)
 
 
 def _escaped(text: str) -> str:

@@ -13,12 +13,13 @@ import math
 import re
 from typing import Any, NamedTuple
 
+from respan_mcp.net import LINE_BREAKING
+
 SHORT_TEXT = 200  # an id, a slug, a name, a type: far past any real one
 LONG_TEXT = 4000  # a description, a rubric, a definition: room for a real rubric, not a flood
 CHOICE_TEXT = 100  # a choice's name or value
 CHOICES_KEPT = 50  # a select evaluator's choices: more are left out and counted
-# Characters that would break a line or move the cursor: C0 and C1 controls, DEL, the Unicode line separators.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_CONTROL = re.compile(LINE_BREAKING + "+")  # a run of them reads as one space
 
 
 class Choice(NamedTuple):

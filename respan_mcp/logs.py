@@ -61,7 +61,8 @@ def _iso(moment: datetime) -> str:
 
 
 async def find_logs(call: Call, query: FindLogs) -> LogPage:
-    filters = filters_of(query, call.trace_id)
+    trace = call.trace_id
+    filters = filters_of(query, trace)
     end = query.end_time or datetime.now(UTC)
     start = query.start_time or end - timedelta(days=DEFAULT_WINDOW_DAYS)
     if start >= end:
@@ -83,7 +84,7 @@ async def find_logs(call: Call, query: FindLogs) -> LogPage:
         next_page=page + 1 if isinstance(data, dict) and data.get("next") else None,
         start_time=_iso(start),
         end_time=_iso(end),
-        trace_unique_id=call.trace_id if query.current_trace else None,
+        trace_unique_id=trace if query.current_trace else None,
     )
 
 

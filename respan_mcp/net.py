@@ -27,6 +27,9 @@ from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
 SECRET_PIECE = 8  # no run of this many characters of a key is ever shown
+# What would start a line of its own or move the cursor, in a log line or a text shown whole: C0 and C1
+# controls, DEL, and the Unicode line and paragraph separators (some viewers break lines at them).
+LINE_BREAKING = "[\x00-\x1f\x7f-\x9f\u2028\u2029]"
 REDACTED = "[API key]"
 LOOPBACK_TEXT = "127.0.0.0/8, ::1, localhost"  # how messages and docs name the loopback rule
 ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
@@ -164,10 +167,12 @@ def shares_a_piece(text: str, secrets: Iterable[str | None]) -> bool:
     return redact(text, secrets) != text
 
 
-def pieces_of(secrets: Iterable[str | None]) -> frozenset[str]:
-    """Every piece `redact` looks for, of every secret, in lower case (ASCII_LOWER): worked out once per
-    caller, so that a text can be checked for them without working them out again."""
-    return frozenset(piece for secret in secrets if secret for piece in _pieces(secret))
+def pieces_of(secrets: Iterable[str | None]) -> frozenset[bytes]:
+    """Every piece `redact` looks for, of every secret, in lower case (ASCII_LOWER) and as UTF-8: worked out
+    once per caller, in the form a text's lowered UTF-8 is searched for them (`results.readable_answer`)."""
+    return frozenset(
+        piece.encode("utf-8", "surrogatepass") for secret in secrets if secret for piece in _pieces(secret)
+    )
 
 
 def _pieces(secret: str) -> set[str]:
@@ -192,7 +197,7 @@ class Caller:
     secrets: tuple[str, ...] = field(repr=False)
     # What redaction looks for, worked out once with the caller (on stdio, once for the process), so a
     # successful answer is checked for a piece of a key without working them out again.
-    pieces: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    pieces: frozenset[bytes] = field(default=frozenset(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.pieces:

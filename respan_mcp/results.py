@@ -44,7 +44,7 @@ def _escaped(char: str) -> str:
     return " " if unicodedata.category(char) == "Zs" else char.encode("unicode_escape").decode("ascii")
 
 
-def readable_answer(data: Any, pieces: frozenset[str], secrets: tuple[str, ...]) -> Any:
+def readable_answer(data: Any, pieces: frozenset[bytes], secrets: tuple[str, ...]) -> Any:
     """The API's parsed answer as a result may show it (its depth already bounded by `prune_json`):
     non-finite numbers (NaN, Infinity, 1e999) as None, so no output schema is failed by a number JSON
     cannot carry, and every piece of a key cut out of its text, so an answer that echoes the key shows
@@ -61,20 +61,19 @@ def readable_answer(data: Any, pieces: frozenset[str], secrets: tuple[str, ...])
 REDACTION_BATCH = 2**20  # characters checked in one go: a whole common answer, a huge one a part at a time
 
 
-def _holds_a_piece(strings: list[str], pieces: frozenset[str]) -> bool:
-    """Whether any of `strings` holds one of `pieces` (lower case), ASCII letters matched in either case.
+def _holds_a_piece(strings: list[str], pieces: frozenset[bytes]) -> bool:
+    """Whether any of `strings` holds one of `pieces` (lower case, UTF-8), ASCII letters matched in either case.
 
     Checked as UTF-8 lowered by `bytes.lower`, which lowers ASCII letters only, as `net.ASCII_LOWER` does, but
     at memory speed (`str.translate` goes character by character through text that is not ASCII: seconds
     for a log of tens of MB); a text holds a piece exactly when its UTF-8 holds the piece's. The strings
     go in parts of about REDACTION_BATCH characters, so a large answer is never copied whole."""
-    encoded = [piece.encode("utf-8", "surrogatepass") for piece in pieces]
     start, size = 0, 0
     for end, text in enumerate(strings, 1):
         size += len(text)
         if size >= REDACTION_BATCH or end == len(strings):
             haystack = "\0".join(strings[start:end]).encode("utf-8", "surrogatepass").lower()
-            if any(piece in haystack for piece in encoded):
+            if any(piece in haystack for piece in pieces):
                 return True
             start, size = end, 0
     return False
